@@ -1,0 +1,289 @@
+//! Case records: the enforcement action, its officers and its inspected units.
+//!
+//! The enforcement terminal or an operator supplies a case record as JSON.
+//! Its ids later name clips and object keys, so they are checked here, once:
+//! an id is data, never a path. A record that is wrong is rejected with the
+//! field that is wrong (`units[1].to`), in both languages.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, FixedOffset};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::i18n::Text;
+
+/// Longest id accepted: enough for bureau case numbers, short enough to
+/// stay one readable path component.
+pub const MAX_ID_LEN: usize = 64;
+
+/// Enforcement kinds that must be recorded end to end (Article 5 of the
+/// bureau's rules), in the order the article lists them.
+pub const ENFORCEMENT_KINDS: &[&str] = &[
+    "administrative_license",
+    "daily_inspection",
+    "special_inspection",
+    "penalty_investigation",
+    "statement_or_hearing",
+    "coercive_measure",
+    "document_service",
+    "joint_enforcement",
+    "emergency_response",
+    "complaint_investigation",
+    "other",
+];
+
+#[derive(Debug, Error)]
+pub enum CaseError {
+    #[error("cannot read case record {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid case record {path}: field `{field}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        field: String,
+        message: Text,
+    },
+}
+
+impl CaseError {
+    /// The message in one language, for the command line.
+    pub fn message(&self, lang: crate::i18n::Lang) -> String {
+        match self {
+            CaseError::Read { path, source } => format!(
+                "{} {}: {source}",
+                lang.pick("无法读取案件记录", "cannot read case record"),
+                path.display()
+            ),
+            CaseError::Invalid {
+                path,
+                field,
+                message,
+            } => format!(
+                "{} {}: {} `{field}`: {}",
+                lang.pick("案件记录无效", "invalid case record"),
+                path.display(),
+                lang.pick("字段", "field"),
+                message.get(lang)
+            ),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct CaseRecord {
+    pub case_id: String,
+    pub kind: String,
+    #[serde(default)]
+    pub officers: Vec<String>,
+    #[serde(default)]
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub started_at: Option<DateTime<FixedOffset>>,
+    pub ended_at: DateTime<FixedOffset>,
+    pub units: Vec<Unit>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct Unit {
+    pub unit_id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub credit_code: Option<String>,
+    pub from: DateTime<FixedOffset>,
+    pub to: DateTime<FixedOffset>,
+    /// Devices that filmed this unit; empty means every device of the case.
+    #[serde(default)]
+    pub devices: Vec<String>,
+}
+
+impl CaseRecord {
+    /// Reads and checks a case record.
+    pub fn load(path: &Path) -> Result<CaseRecord, CaseError> {
+        let bytes = std::fs::read(path).map_err(|source| CaseError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let invalid = |field: String, message: Text| CaseError::Invalid {
+            path: path.to_path_buf(),
+            field,
+            message,
+        };
+
+        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+        let record: CaseRecord =
+            serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+                let field = e.path().to_string();
+                let inner = e.into_inner().to_string();
+                invalid(
+                    field,
+                    Text::new(format!("格式错误：{inner}"), inner.clone()),
+                )
+            })?;
+
+        record.validate().map_err(|(field, message)| invalid(field, message))?;
+        Ok(record)
+    }
+
+    /// Checks ids, kinds, times and zones; returns the wrong field and why.
+    pub fn validate(&self) -> Result<(), (String, Text)> {
+        check_id(&self.case_id).map_err(|m| ("case_id".to_string(), m))?;
+        if !ENFORCEMENT_KINDS.contains(&self.kind.as_str()) {
+            return Err((
+                "kind".into(),
+                Text::new(
+                    format!("未知的执法类型 {:?}，可用：{}", self.kind, ENFORCEMENT_KINDS.join(", ")),
+                    format!(
+                        "unknown enforcement kind {:?}; expected one of {}",
+                        self.kind,
+                        ENFORCEMENT_KINDS.join(", ")
+                    ),
+                ),
+            ));
+        }
+        for (i, officer) in self.officers.iter().enumerate() {
+            check_id(officer).map_err(|m| (format!("officers[{i}]"), m))?;
+        }
+        if let Some(zone) = &self.timezone {
+            if zone.parse::<chrono_tz::Tz>().is_err() {
+                return Err((
+                    "timezone".into(),
+                    Text::new(
+                        format!("未知的时区 {zone:?}"),
+                        format!("unknown time zone {zone:?}"),
+                    ),
+                ));
+            }
+        }
+        if self.units.is_empty() {
+            return Err((
+                "units".into(),
+                Text::new("至少需要一个检查单位", "at least one unit is required"),
+            ));
+        }
+
+        let mut seen = std::collections::HashSet::new();
+        for (i, unit) in self.units.iter().enumerate() {
+            check_id(&unit.unit_id).map_err(|m| (format!("units[{i}].unit_id"), m))?;
+            if !seen.insert(unit.unit_id.as_str()) {
+                return Err((
+                    format!("units[{i}].unit_id"),
+                    Text::new(
+                        format!("检查单位编号 {:?} 重复", unit.unit_id),
+                        format!("duplicate unit id {:?}", unit.unit_id),
+                    ),
+                ));
+            }
+            if unit.to <= unit.from {
+                return Err((
+                    format!("units[{i}].to"),
+                    Text::new(
+                        "结束时间必须晚于开始时间",
+                        "the end must be later than the start",
+                    ),
+                ));
+            }
+            for (j, device) in unit.devices.iter().enumerate() {
+                check_id(device).map_err(|m| (format!("units[{i}].devices[{j}]"), m))?;
+            }
+            if let Some(name) = &unit.name {
+                if name.chars().any(char::is_control) {
+                    return Err((
+                        format!("units[{i}].name"),
+                        Text::new("名称含控制字符", "the name contains control characters"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Accepts an id that is safe as one path component and one object-key
+/// segment: ASCII letters, digits, `-`, `_` and `.`, not starting with `.`.
+pub fn check_id(id: &str) -> Result<(), Text> {
+    if id.is_empty() {
+        return Err(Text::new("编号为空", "the id is empty"));
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err(Text::new(
+            format!("编号超过 {MAX_ID_LEN} 个字符"),
+            format!("the id is longer than {MAX_ID_LEN} characters"),
+        ));
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if id.starts_with('.') || !id.chars().all(allowed) {
+        return Err(Text::new(
+            format!("编号 {id:?} 只能包含字母、数字、“-”“_”“.”，且不能以“.”开头（不允许路径、“../”或控制字符）"),
+            format!("id {id:?} may contain only letters, digits, '-', '_' and '.', and must not start with '.' (no paths, '../' or control characters)"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_case(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+        let path = dir.path().join("case.json");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    const VALID: &str = r#"{"case_id":"QY-2024-0501-001","kind":"daily_inspection",
+        "officers":["130631001"],"timezone":"Asia/Shanghai","ended_at":"2024-05-01T10:00:37+08:00",
+        "units":[{"unit_id":"U1","name":"某某餐饮店","from":"2024-05-01T10:00:00+08:00","to":"2024-05-01T10:00:14+08:00"}]}"#;
+
+    fn field_of(error: CaseError) -> String {
+        match error {
+            CaseError::Invalid { field, .. } => field,
+            other => panic!("expected an invalid-field error, got {other}"),
+        }
+    }
+
+    #[test]
+    fn valid_record_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = CaseRecord::load(&write_case(&dir, VALID)).unwrap();
+        assert_eq!(record.units.len(), 1);
+        assert_eq!(record.units[0].unit_id, "U1");
+    }
+
+    #[test]
+    fn path_in_unit_id_is_rejected_with_its_field() {
+        let dir = tempfile::tempdir().unwrap();
+        for bad in ["../etc", "/abs", "a/b", "U1\u{7}", ".hidden", ""] {
+            let text = VALID.replace("\"U1\"", &serde_json::to_string(bad).unwrap());
+            let error = CaseRecord::load(&write_case(&dir, &text)).unwrap_err();
+            assert_eq!(field_of(error), "units[0].unit_id", "id {bad:?}");
+        }
+    }
+
+    #[test]
+    fn unit_ending_before_start_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = VALID.replace("10:00:14+08:00", "09:59:00+08:00");
+        let error = CaseRecord::load(&write_case(&dir, &text)).unwrap_err();
+        assert_eq!(field_of(error), "units[0].to");
+    }
+
+    #[test]
+    fn malformed_time_names_its_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = VALID.replace("2024-05-01T10:00:00+08:00", "yesterday");
+        let error = CaseRecord::load(&write_case(&dir, &text)).unwrap_err();
+        assert_eq!(field_of(error), "units[0].from");
+    }
+
+    #[test]
+    fn unknown_kind_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = VALID.replace("daily_inspection", "picnic");
+        let error = CaseRecord::load(&write_case(&dir, &text)).unwrap_err();
+        assert_eq!(field_of(error), "kind");
+    }
+}

@@ -1,0 +1,302 @@
+//! Ingest: the first and only read of an upload.
+//!
+//! One pass over the uploaded file computes SHA-256 and SM3 (GB/T 32905)
+//! while writing the evidence original into a staged object; the store then
+//! reads the copy back and checks its SHA-256 before the object becomes
+//! visible under its key, and the recording is registered in the catalog.
+//! A recording's identity is its SHA-256: a file already ingested is
+//! recognized and nothing is written twice. Whether the file can be parsed
+//! does not matter here: every upload is kept, bit-exact.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use indicatif::ProgressBar;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sm3::Sm3;
+use thiserror::Error;
+
+use crate::catalog::{CatalogError, RecordingRow};
+use crate::naming::NameInfo;
+use crate::runner::Services;
+use crate::store::{key_segment, Manifest, Source, StoreError, Tier, ToolVersions};
+
+/// Chunk size of the single read pass: large enough for sequential disk
+/// speed, and each chunk is hashed by both digests in parallel.
+const CHUNK_BYTES: usize = 4 << 20;
+
+/// Device segment of the key when neither name nor container names one.
+const UNKNOWN_DEVICE: &str = "unknown-device";
+
+#[derive(Debug, Error)]
+pub enum IngestError {
+    #[error("cannot read upload {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("cannot write the original of {path} into the store: {source}")]
+    Write { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+impl IngestError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            IngestError::Read { .. } => false,
+            IngestError::Write { .. } => true,
+            IngestError::Store(e) => e.is_retryable(),
+            IngestError::Catalog(e) => e.is_retryable(),
+        }
+    }
+}
+
+/// The outcome of ingesting one upload.
+#[derive(Clone, Debug, Serialize)]
+pub struct Ingested {
+    pub sha256: String,
+    pub sm3: String,
+    pub bytes: u64,
+    pub tier: Tier,
+    pub key: String,
+    /// Where the original lies: a file path for the local store.
+    pub location: String,
+    /// False when the catalog already held this recording.
+    pub is_new: bool,
+    pub ingested_at: DateTime<Utc>,
+}
+
+/// Computes the SHA-256 of bytes in memory, as lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Ingests one upload: hash, store, verify, register.
+pub fn ingest(
+    services: &Services,
+    path: &Path,
+    name: Option<&NameInfo>,
+    progress: Option<&ProgressBar>,
+) -> Result<Ingested, IngestError> {
+    let read_error = |source| IngestError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = File::open(path).map_err(read_error)?;
+    let metadata = file.metadata().map_err(read_error)?;
+    let now = Utc::now();
+
+    let mut staged = services.store.stage()?;
+    let (sha256, sm3, bytes) = copy_and_hash(&mut file, &mut *staged, progress).map_err(|e| match e {
+        CopyError::Read(source) => read_error(source),
+        CopyError::Write(source) => IngestError::Write {
+            path: path.to_path_buf(),
+            source,
+        },
+    })?;
+    tracing::info!(%sha256, bytes, "hashed");
+
+    if let Some(existing) = services.catalog.recording(&sha256)? {
+        drop(staged);
+        services.catalog.record_sighting(&sha256, &path.display().to_string(), &now.to_rfc3339())?;
+        let tier = Tier::parse(&existing.tier).unwrap_or(Tier::Routine);
+        let location = services
+            .store
+            .head(tier, &existing.key)?
+            .map(|info| info.location)
+            .unwrap_or_else(|| existing.key.clone());
+        tracing::info!(%sha256, key = %existing.key, "already ingested");
+        return Ok(Ingested {
+            sha256,
+            sm3,
+            bytes,
+            tier,
+            key: existing.key,
+            location,
+            is_new: false,
+            ingested_at: existing.ingested_at.parse().unwrap_or(now),
+        });
+    }
+
+    let tier = services.ingest_tier;
+    let key = original_key(path, name, &sha256, now, services.config.timezone());
+    let info = staged.commit(tier, &key, &sha256)?;
+    tracing::info!(%sha256, tier = tier.as_str(), key = %key, "stored and verified");
+
+    let file_name = file_name_of(path);
+    let manifest = Manifest {
+        artefact: "original".into(),
+        tier,
+        key: key.clone(),
+        sha256: sha256.clone(),
+        sm3: sm3.clone(),
+        bytes,
+        source: Source {
+            path: path.display().to_string(),
+            file_name: file_name.clone(),
+            modified: metadata.modified().ok().map(DateTime::<Utc>::from),
+            recordings: Vec::new(),
+        },
+        tools: ToolVersions::current(),
+        created_at: now,
+        actor: services.actor.clone(),
+    };
+    manifest.store(services.store.as_ref())?;
+
+    services.catalog.insert_recording(&RecordingRow {
+        sha256: sha256.clone(),
+        sm3: sm3.clone(),
+        bytes,
+        tier: tier.as_str().into(),
+        key: key.clone(),
+        file_name,
+        ingested_at: now.to_rfc3339(),
+        actor: services.actor.clone(),
+        readable: true,
+        reason: None,
+        device: None,
+        officer: None,
+        start: None,
+        start_source: None,
+        probe_json: None,
+    })?;
+    services.catalog.record_sighting(&sha256, &path.display().to_string(), &now.to_rfc3339())?;
+
+    Ok(Ingested {
+        sha256,
+        sm3,
+        bytes,
+        tier,
+        key,
+        location: info.location,
+        is_new: true,
+        ingested_at: now,
+    })
+}
+
+enum CopyError {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+/// Streams `input` into `output`, hashing each chunk with SHA-256 and SM3
+/// on two threads while the next write waits; returns both digests and the size.
+fn copy_and_hash(
+    input: &mut dyn Read,
+    output: &mut (dyn Write + Send),
+    progress: Option<&ProgressBar>,
+) -> Result<(String, String, u64), CopyError> {
+    let mut sha256 = Sha256::new();
+    let mut sm3 = Sm3::new();
+    let mut buffer = vec![0u8; CHUNK_BYTES];
+    let mut total = 0u64;
+    loop {
+        let n = read_full(input, &mut buffer).map_err(CopyError::Read)?;
+        if n == 0 {
+            break;
+        }
+        let chunk = &buffer[..n];
+        let (written, ()) = rayon::join(
+            || output.write_all(chunk),
+            || {
+                rayon::join(|| sha256.update(chunk), || sm3.update(chunk));
+            },
+        );
+        written.map_err(CopyError::Write)?;
+        total += n as u64;
+        if let Some(bar) = progress {
+            bar.set_position(total);
+        }
+    }
+    output.flush().map_err(CopyError::Write)?;
+    Ok((hex::encode(sha256.finalize()), hex::encode(sm3.finalize()), total))
+}
+
+/// Fills the buffer unless the input ends first; retries interrupted reads.
+fn read_full(input: &mut dyn Read, buffer: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match input.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+pub fn file_name_of(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default()
+}
+
+/// Builds `originals/YYYY/MM/DD/DEVICE/SHA256.ext`. The date is the local
+/// recording date from the file name when it has one, else the upload date,
+/// so that the same upload maps to the same key on a rerun.
+fn original_key(
+    path: &Path,
+    name: Option<&NameInfo>,
+    sha256: &str,
+    now: DateTime<Utc>,
+    timezone: chrono_tz::Tz,
+) -> String {
+    let date = name
+        .and_then(|n| n.local_start)
+        .map(|t| t.date())
+        .unwrap_or_else(|| now.with_timezone(&timezone).date_naive());
+    let device = name
+        .and_then(|n| n.device.as_deref())
+        .map(key_segment)
+        .unwrap_or_else(|| UNKNOWN_DEVICE.to_string());
+    let extension = path
+        .extension()
+        .map(|e| key_segment(&e.to_string_lossy().to_ascii_lowercase()))
+        .filter(|e| e.len() <= 8 && e != "unknown")
+        .unwrap_or_else(|| "bin".to_string());
+    format!("originals/{}/{device}/{sha256}.{extension}", date.format("%Y/%m/%d"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_digests_match_known_vectors() {
+        let mut output = Vec::new();
+        let (sha256, sm3, bytes) = copy_and_hash(&mut &b"abc"[..], &mut output, None).ok().unwrap();
+        assert_eq!(bytes, 3);
+        assert_eq!(output, b"abc");
+        assert_eq!(sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        // GB/T 32905-2016, example A.1.
+        assert_eq!(sm3, "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0");
+    }
+
+    #[test]
+    fn key_uses_name_date_and_device() {
+        let name = crate::naming::parse_file_name(
+            "HB0631_130631001_20240501100000_0001.MP4",
+            &[],
+            chrono_tz::Asia::Shanghai,
+        );
+        let key = original_key(
+            Path::new("/in/HB0631_130631001_20240501100000_0001.MP4"),
+            name.as_ref(),
+            "ab",
+            Utc::now(),
+            chrono_tz::Asia::Shanghai,
+        );
+        assert_eq!(key, "originals/2024/05/01/HB0631/ab.mp4");
+    }
+
+    #[test]
+    fn key_without_name_uses_upload_date_and_unknown_device() {
+        let now: DateTime<Utc> = "2024-05-01T20:00:00Z".parse().unwrap();
+        let key = original_key(Path::new("/in/x y"), None, "ab", now, chrono_tz::Asia::Shanghai);
+        assert_eq!(key, "originals/2024/05/02/unknown-device/ab.bin");
+    }
+}

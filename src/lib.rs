@@ -1,0 +1,26 @@
+//! Keeps law-enforcement camera footage as evidence.
+//!
+//! The stages run in this order, each a module with a small contract:
+//!
+//! ```text
+//! upload ─▶ ingest ─▶ probe ─▶ continuity ─▶ split ─▶ redact ─▶ store
+//! ```
+//!
+//! `runner` owns the order, the spans and the retries, and `stages` lists
+//! the line-up; `catalog` and `store` are what every stage shares; `media`
+//! holds the container readers and the GStreamer glue.
+
+pub mod calendar;
+pub mod case;
+pub mod catalog;
+pub mod config;
+pub mod finding;
+pub mod i18n;
+pub mod ingest;
+pub mod media;
+pub mod naming;
+pub mod probe;
+pub mod report;
+pub mod runner;
+pub mod stages;
+pub mod store;

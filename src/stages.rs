@@ -1,0 +1,11 @@
+//! The stage line-up of the main job, in order.
+
+use crate::runner::Runner;
+
+/// Builds the runner with every stage this build has, in pipeline order.
+pub fn runner() -> Runner {
+    Runner {
+        recording_stages: Vec::new(),
+        batch_stages: Vec::new(),
+    }
+}

@@ -1,0 +1,302 @@
+//! The local directory backend: `ROOT/TIER/KEY`, the embedded default.
+//!
+//! A write goes to `ROOT/.staging/PID-NANOS.part`, is flushed to disk, read
+//! back and hashed, and only then renamed under its key, so a killed
+//! process leaves at most a staging file and never a partial object.
+//! Committed objects are made read-only. Staging files of processes that
+//! no longer run are removed when the store is opened.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+
+use super::{check_key, ObjectInfo, ObjectStore, StagedObject, StoreError, Tier, MANIFEST_SUFFIX};
+
+const STAGING_DIR: &str = ".staging";
+
+/// Read buffer for verification: large enough that a disk streams at full
+/// speed, small enough to stay out of the memory budget's way.
+const VERIFY_BUFFER_BYTES: usize = 1 << 20;
+
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl LocalStore {
+    /// Opens (and creates) a store under `root`, clearing staging files
+    /// left by processes that were killed.
+    pub fn open(root: &Path) -> Result<LocalStore, StoreError> {
+        let staging = root.join(STAGING_DIR);
+        fs::create_dir_all(&staging).map_err(io_error(&staging))?;
+        for tier in Tier::ALL {
+            let dir = root.join(tier.as_str());
+            fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+        }
+        let store = LocalStore {
+            root: root.to_path_buf(),
+        };
+        store.remove_orphaned_staging();
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Returns the file path of an object, for reports and local readers.
+    pub fn path_of(&self, tier: Tier, key: &str) -> PathBuf {
+        self.root.join(tier.as_str()).join(key)
+    }
+
+    fn remove_orphaned_staging(&self) {
+        let Ok(entries) = fs::read_dir(self.root.join(STAGING_DIR)) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let pid = name.split('-').next().and_then(|p| p.parse::<u32>().ok());
+            let alive = pid.is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+            if !alive {
+                tracing::info!(file = %entry.path().display(), "removing staging file of an interrupted write");
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+/// Hashes a file with SHA-256, for verification after a write.
+pub fn sha256_file(path: &Path) -> io::Result<String> {
+    let mut reader = BufReader::with_capacity(VERIFY_BUFFER_BYTES, File::open(path)?);
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; VERIFY_BUFFER_BYTES];
+    loop {
+        let n = reader.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+struct LocalStaged {
+    path: PathBuf,
+    file: Option<File>,
+    store_root: PathBuf,
+}
+
+impl Write for LocalStaged {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.as_mut().expect("open until commit").write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.as_mut().expect("open until commit").flush()
+    }
+}
+
+impl Drop for LocalStaged {
+    fn drop(&mut self) {
+        if self.file.is_some() || self.path.exists() {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl StagedObject for LocalStaged {
+    fn commit(mut self: Box<Self>, tier: Tier, key: &str, sha256: &str) -> Result<ObjectInfo, StoreError> {
+        check_key(key)?;
+        let file = self.file.take().expect("committed once");
+        file.sync_all().map_err(io_error(&self.path))?;
+        drop(file);
+
+        let actual = sha256_file(&self.path).map_err(io_error(&self.path))?;
+        if actual != sha256 {
+            return Err(StoreError::Mismatch {
+                tier: tier.as_str(),
+                key: key.to_string(),
+                expected: sha256.to_string(),
+                actual,
+            });
+        }
+
+        let target = self.store_root.join(tier.as_str()).join(key);
+        if target.exists() {
+            let existing = sha256_file(&target).map_err(io_error(&target))?;
+            fs::remove_file(&self.path).map_err(io_error(&self.path))?;
+            if existing != sha256 {
+                return Err(StoreError::Mismatch {
+                    tier: tier.as_str(),
+                    key: key.to_string(),
+                    expected: sha256.to_string(),
+                    actual: existing,
+                });
+            }
+        } else {
+            let parent = target.parent().expect("a key has a parent under the tier");
+            fs::create_dir_all(parent).map_err(io_error(parent))?;
+            let mut permissions = fs::metadata(&self.path).map_err(io_error(&self.path))?.permissions();
+            permissions.set_readonly(true);
+            fs::set_permissions(&self.path, permissions).map_err(io_error(&self.path))?;
+            fs::rename(&self.path, &target).map_err(io_error(&target))?;
+            File::open(parent)
+                .and_then(|dir| dir.sync_all())
+                .map_err(io_error(parent))?;
+        }
+
+        let bytes = fs::metadata(&target).map_err(io_error(&target))?.len();
+        Ok(ObjectInfo {
+            tier,
+            key: key.to_string(),
+            bytes,
+            location: target.display().to_string(),
+        })
+    }
+}
+
+impl ObjectStore for LocalStore {
+    fn stage(&self) -> Result<Box<dyn StagedObject>, StoreError> {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let path = self
+            .root
+            .join(STAGING_DIR)
+            .join(format!("{}-{nanos}.part", std::process::id()));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io_error(&path))?;
+        Ok(Box::new(LocalStaged {
+            path,
+            file: Some(file),
+            store_root: self.root.clone(),
+        }))
+    }
+
+    fn head(&self, tier: Tier, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
+        check_key(key)?;
+        let path = self.path_of(tier, key);
+        match fs::metadata(&path) {
+            Ok(meta) => Ok(Some(ObjectInfo {
+                tier,
+                key: key.to_string(),
+                bytes: meta.len(),
+                location: path.display().to_string(),
+            })),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::Io { path, source }),
+        }
+    }
+
+    fn open(&self, tier: Tier, key: &str) -> Result<Box<dyn Read + Send>, StoreError> {
+        check_key(key)?;
+        let path = self.path_of(tier, key);
+        match File::open(&path) {
+            Ok(file) => Ok(Box::new(BufReader::with_capacity(VERIFY_BUFFER_BYTES, file))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::NotFound {
+                tier: tier.as_str(),
+                key: key.to_string(),
+            }),
+            Err(source) => Err(StoreError::Io { path, source }),
+        }
+    }
+
+    fn list(&self, tier: Tier, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let base = self.root.join(tier.as_str());
+        let mut keys = Vec::new();
+        let mut pending = vec![base.clone()];
+        while let Some(dir) = pending.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(source) => return Err(StoreError::Io { path: dir, source }),
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Ok(kind) = entry.file_type() else { continue };
+                if kind.is_dir() {
+                    pending.push(path);
+                    continue;
+                }
+                let key = path
+                    .strip_prefix(&base)
+                    .expect("listed under the tier")
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                if key.starts_with(prefix) && !key.ends_with(MANIFEST_SUFFIX) {
+                    keys.push(key);
+                }
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn sha(bytes: &[u8]) -> String {
+        hex::encode(Sha256::digest(bytes))
+    }
+
+    #[test]
+    fn committed_object_is_read_only_and_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let info = store.put_small(Tier::Evidence, "a/b.bin", b"footage").unwrap();
+        assert_eq!(info.bytes, 7);
+        let mode = fs::metadata(store.path_of(Tier::Evidence, "a/b.bin")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o222, 0, "no write bit on a stored object");
+        assert_eq!(store.list(Tier::Evidence, "a/").unwrap(), vec!["a/b.bin".to_string()]);
+    }
+
+    #[test]
+    fn commit_with_wrong_hash_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let mut staged = store.stage().unwrap();
+        staged.write_all(b"footage").unwrap();
+        let error = staged.commit(Tier::Routine, "x.bin", &sha(b"other")).unwrap_err();
+        assert!(matches!(error, StoreError::Mismatch { .. }));
+        assert!(store.head(Tier::Routine, "x.bin").unwrap().is_none());
+        assert_eq!(fs::read_dir(dir.path().join(STAGING_DIR)).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn different_bytes_never_overwrite_a_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        store.put_small(Tier::Routine, "x.bin", b"first").unwrap();
+        assert!(store.put_small(Tier::Routine, "x.bin", b"second").is_err());
+        store.put_small(Tier::Routine, "x.bin", b"first").unwrap();
+        let mut text = String::new();
+        store.open(Tier::Routine, "x.bin").unwrap().read_to_string(&mut text).unwrap();
+        assert_eq!(text, "first");
+    }
+
+    #[test]
+    fn orphaned_staging_file_is_removed_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join(STAGING_DIR)).unwrap();
+        let orphan = dir.path().join(STAGING_DIR).join("4294967-1.part");
+        fs::write(&orphan, b"partial").unwrap();
+        LocalStore::open(dir.path()).unwrap();
+        assert!(!orphan.exists());
+    }
+}

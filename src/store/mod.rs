@@ -1,0 +1,245 @@
+//! The object store: where originals and derived artefacts are kept, by tier.
+//!
+//! One interface, several backends. The local directory backend is the
+//! embedded default and needs no server. Objects are written through a
+//! staged upload that becomes visible under its key only once complete and
+//! verified, so an interrupted write never leaves a partial evidence object.
+//! Keys are content-addressed for originals and never overwritten.
+//!
+//! Beside each object lies its manifest (`KEY.manifest.json`): hashes,
+//! size, source, tool versions, time and actor.
+
+pub mod local;
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+pub use local::LocalStore;
+
+/// Suffix of the manifest object that accompanies every artefact.
+pub const MANIFEST_SUFFIX: &str = ".manifest.json";
+
+/// Storage tiers and the retention each one stands for (Article 12 and 13
+/// of the bureau's rules).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// Routine footage, kept one year.
+    Routine,
+    /// Footage used as evidence, kept as long as its case file.
+    Evidence,
+    /// Footage kept long-term (objections, obstruction, incidents, media).
+    Longterm,
+    /// Approved, redacted copies that left the bureau.
+    Public,
+}
+
+impl Tier {
+    pub const ALL: [Tier; 4] = [Tier::Routine, Tier::Evidence, Tier::Longterm, Tier::Public];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Routine => "routine",
+            Tier::Evidence => "evidence",
+            Tier::Longterm => "longterm",
+            Tier::Public => "public",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Tier> {
+        Tier::ALL.into_iter().find(|t| t.as_str() == text)
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("store I/O failed on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("object {tier}/{key} not found")]
+    NotFound { tier: &'static str, key: String },
+    #[error("object key {key:?} is not allowed: {reason}")]
+    InvalidKey { key: String, reason: &'static str },
+    #[error("object {tier}/{key} failed verification: expected sha256 {expected}, found {actual}")]
+    Mismatch {
+        tier: &'static str,
+        key: String,
+        expected: String,
+        actual: String,
+    },
+}
+
+impl StoreError {
+    /// Whether trying again could help: a full disk or a flaky mount can
+    /// recover; a bad key or a corrupt object cannot.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Io { .. })
+    }
+}
+
+/// What the store knows of a stored object.
+#[derive(Clone, Debug, Serialize)]
+pub struct ObjectInfo {
+    pub tier: Tier,
+    pub key: String,
+    pub bytes: u64,
+    /// Where the object can be found, for reports: a path or a URL.
+    pub location: String,
+}
+
+/// A write in progress. Nothing is visible under a key until `commit`.
+pub trait StagedObject: Write + Send {
+    /// Makes the staged bytes visible under `key`, after checking that they
+    /// hash to `sha256`. Committing to a key that already holds the same
+    /// bytes succeeds without writing; a different object under the key is
+    /// an error, because nothing is overwritten.
+    fn commit(self: Box<Self>, tier: Tier, key: &str, sha256: &str) -> Result<ObjectInfo, StoreError>;
+}
+
+pub trait ObjectStore: Send + Sync {
+    /// Starts a staged write.
+    fn stage(&self) -> Result<Box<dyn StagedObject>, StoreError>;
+
+    /// Returns the object's size and location, or `None` when it is absent.
+    fn head(&self, tier: Tier, key: &str) -> Result<Option<ObjectInfo>, StoreError>;
+
+    /// Opens a stored object for reading.
+    fn open(&self, tier: Tier, key: &str) -> Result<Box<dyn Read + Send>, StoreError>;
+
+    /// Writes a small object (a manifest, a report) in one call.
+    fn put_small(&self, tier: Tier, key: &str, bytes: &[u8]) -> Result<ObjectInfo, StoreError> {
+        let mut staged = self.stage()?;
+        staged.write_all(bytes).map_err(|source| StoreError::Io {
+            path: PathBuf::from(key),
+            source,
+        })?;
+        staged.commit(tier, key, &crate::ingest::sha256_hex(bytes))
+    }
+
+    /// Lists the keys of one tier under a prefix, manifests excluded.
+    fn list(&self, tier: Tier, prefix: &str) -> Result<Vec<String>, StoreError>;
+}
+
+/// Tool versions recorded in every manifest.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ToolVersions {
+    pub evidence: String,
+    pub gstreamer: String,
+}
+
+impl ToolVersions {
+    pub fn current() -> ToolVersions {
+        ToolVersions {
+            evidence: env!("CARGO_PKG_VERSION").to_string(),
+            gstreamer: crate::media::gstreamer_version(),
+        }
+    }
+}
+
+/// Where an artefact came from.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Source {
+    /// Path of the uploaded file as it was given.
+    pub path: String,
+    pub file_name: String,
+    pub modified: Option<DateTime<Utc>>,
+    /// SHA-256 of the recordings a derived artefact was made from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recordings: Vec<String>,
+}
+
+/// The custody record kept beside each artefact.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    /// `original`, `clip`, `redacted`, `report`.
+    pub artefact: String,
+    pub tier: Tier,
+    pub key: String,
+    pub sha256: String,
+    pub sm3: String,
+    pub bytes: u64,
+    pub source: Source,
+    pub tools: ToolVersions,
+    pub created_at: DateTime<Utc>,
+    pub actor: String,
+}
+
+impl Manifest {
+    pub fn key(&self) -> String {
+        format!("{}{MANIFEST_SUFFIX}", self.key)
+    }
+
+    /// Writes the manifest beside its object. A manifest already there with
+    /// the same hashes is kept as it is, so a rerun records nothing twice.
+    pub fn store(&self, store: &dyn ObjectStore) -> Result<ObjectInfo, StoreError> {
+        if let Some(info) = store.head(self.tier, &self.key())? {
+            return Ok(info);
+        }
+        let bytes = serde_json::to_vec_pretty(self).expect("a manifest always serializes");
+        store.put_small(self.tier, &self.key(), &bytes)
+    }
+}
+
+/// Makes one safe key segment from text that came from outside (a device
+/// id from a file name): anything but ASCII letters, digits, `-` and `_`
+/// becomes `_`, and an empty result becomes `unknown`.
+pub fn key_segment(text: &str) -> String {
+    let cleaned: String = text
+        .chars()
+        .take(crate::case::MAX_ID_LEN)
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    if cleaned.is_empty() {
+        "unknown".to_string()
+    } else {
+        cleaned
+    }
+}
+
+/// Checks a key before it touches a backend: relative, no `..`, no empty or
+/// hidden segments, printable ASCII only.
+pub fn check_key(key: &str) -> Result<(), StoreError> {
+    let invalid = |reason| {
+        Err(StoreError::InvalidKey {
+            key: key.to_string(),
+            reason,
+        })
+    };
+    if key.is_empty() || key.starts_with('/') {
+        return invalid("keys are relative and not empty");
+    }
+    if !key.chars().all(|c| c.is_ascii_graphic()) {
+        return invalid("keys are printable ASCII without spaces");
+    }
+    if key.split('/').any(|s| s.is_empty() || s.starts_with('.')) {
+        return invalid("key segments are not empty and do not start with '.'");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_segment_keeps_only_safe_characters() {
+        assert_eq!(key_segment("HB0631"), "HB0631");
+        assert_eq!(key_segment("../x"), "___x");
+        assert_eq!(key_segment(""), "unknown");
+        assert_eq!(key_segment("摄像机"), "___");
+    }
+
+    #[test]
+    fn check_key_rejects_escapes() {
+        for bad in ["", "/abs", "a/../b", "a//b", ".hidden", "a b", "a/\u{1}"] {
+            assert!(check_key(bad).is_err(), "{bad:?} must be rejected");
+        }
+        assert!(check_key("originals/2024/05/01/HB0631/ab.mp4").is_ok());
+    }
+}
