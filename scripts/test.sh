@@ -4,4 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/setup.sh
+# The storage tests need Garage and moto; stop them however the run ends.
+eval "$(./scripts/s3-servers.sh start)"
+trap './scripts/s3-servers.sh stop' EXIT
 cargo test --release --no-fail-fast "$@"

@@ -52,6 +52,43 @@ CREATE TABLE IF NOT EXISTS cases (
     record_json TEXT NOT NULL,
     loaded_at   TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS multipart_uploads (
+    upload_id     TEXT PRIMARY KEY,
+    target        TEXT NOT NULL,
+    sha256        TEXT NOT NULL,
+    part_size     INTEGER NOT NULL,
+    started_at    TEXT NOT NULL,
+    completed_at  TEXT,
+    resumed_parts INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS multipart_parts (
+    upload_id   TEXT NOT NULL REFERENCES multipart_uploads(upload_id),
+    part_number INTEGER NOT NULL,
+    bytes       INTEGER NOT NULL,
+    crc32c      TEXT NOT NULL,
+    etag        TEXT NOT NULL,
+    PRIMARY KEY (upload_id, part_number)
+);
+CREATE TABLE IF NOT EXISTS fixity_checks (
+    tier            TEXT NOT NULL,
+    copy            TEXT NOT NULL,
+    key             TEXT NOT NULL,
+    checked_at      TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    expected_sha256 TEXT,
+    actual_sha256   TEXT,
+    PRIMARY KEY (tier, copy, key, checked_at)
+);
+CREATE TABLE IF NOT EXISTS promotions (
+    sha256      TEXT NOT NULL,
+    trigger     TEXT NOT NULL,
+    note        TEXT,
+    from_tier   TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    promoted_at TEXT NOT NULL,
+    PRIMARY KEY (sha256, trigger)
+);
 "#;
 
 #[derive(Debug, Error)]
@@ -280,6 +317,260 @@ impl Catalog {
                 params![case_id, record_json, loaded_at],
             )
             .map(|_| ())
+        })
+    }
+}
+
+/// A multipart upload the object store started, for resuming it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UploadRow {
+    pub upload_id: String,
+    pub target: String,
+    pub sha256: String,
+    pub part_size: u64,
+    pub completed_at: Option<String>,
+    pub resumed_parts: u64,
+}
+
+/// A part the server acknowledged.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PartRow {
+    pub part_number: i32,
+    pub bytes: u64,
+    pub crc32c: String,
+    pub etag: String,
+}
+
+impl Catalog {
+    /// The unfinished upload of these bytes to this target, if any.
+    pub fn open_upload(&self, target: &str, sha256: &str) -> Result<Option<UploadRow>, CatalogError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT upload_id, target, sha256, part_size, completed_at, resumed_parts
+                 FROM multipart_uploads WHERE target = ?1 AND sha256 = ?2 AND completed_at IS NULL
+                 ORDER BY started_at DESC LIMIT 1",
+                params![target, sha256],
+                row_to_upload,
+            )
+            .optional()
+        })
+    }
+
+    /// Every upload ever started to a target, newest first.
+    pub fn uploads(&self, target: &str) -> Result<Vec<UploadRow>, CatalogError> {
+        self.with(|c| {
+            let mut statement = c.prepare(
+                "SELECT upload_id, target, sha256, part_size, completed_at, resumed_parts
+                 FROM multipart_uploads WHERE target = ?1 ORDER BY started_at DESC",
+            )?;
+            let rows = statement.query_map([target], row_to_upload)?;
+            rows.collect()
+        })
+    }
+
+    pub fn start_upload(&self, upload_id: &str, target: &str, sha256: &str, part_size: u64, started_at: &str) -> Result<(), CatalogError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR IGNORE INTO multipart_uploads (upload_id, target, sha256, part_size, started_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![upload_id, target, sha256, part_size as i64, started_at],
+            )
+            .map(|_| ())
+        })
+    }
+
+    pub fn record_part(&self, upload_id: &str, part: &PartRow) -> Result<(), CatalogError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO multipart_parts (upload_id, part_number, bytes, crc32c, etag)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![upload_id, part.part_number, part.bytes as i64, part.crc32c, part.etag],
+            )
+            .map(|_| ())
+        })
+    }
+
+    pub fn parts(&self, upload_id: &str) -> Result<Vec<PartRow>, CatalogError> {
+        self.with(|c| {
+            let mut statement = c.prepare(
+                "SELECT part_number, bytes, crc32c, etag FROM multipart_parts
+                 WHERE upload_id = ?1 ORDER BY part_number",
+            )?;
+            let rows = statement.query_map([upload_id], |row| {
+                Ok(PartRow {
+                    part_number: row.get(0)?,
+                    bytes: row.get::<_, i64>(1)? as u64,
+                    crc32c: row.get(2)?,
+                    etag: row.get(3)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Marks an upload complete, with how many parts an earlier run had sent.
+    pub fn finish_upload(&self, upload_id: &str, resumed_parts: u64, completed_at: &str) -> Result<(), CatalogError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE multipart_uploads SET completed_at = ?2, resumed_parts = ?3 WHERE upload_id = ?1",
+                params![upload_id, completed_at, resumed_parts as i64],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Forgets an upload the server no longer knows (aborted or expired).
+    pub fn forget_upload(&self, upload_id: &str) -> Result<(), CatalogError> {
+        self.with(|c| {
+            c.execute("DELETE FROM multipart_parts WHERE upload_id = ?1", [upload_id])?;
+            c.execute("DELETE FROM multipart_uploads WHERE upload_id = ?1", [upload_id])
+                .map(|_| ())
+        })
+    }
+
+    /// Records one fixity check of one stored copy.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_fixity(
+        &self,
+        tier: &str,
+        copy: &str,
+        key: &str,
+        checked_at: &str,
+        status: &str,
+        expected_sha256: Option<&str>,
+        actual_sha256: Option<&str>,
+    ) -> Result<(), CatalogError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO fixity_checks
+                   (tier, copy, key, checked_at, status, expected_sha256, actual_sha256)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![tier, copy, key, checked_at, status, expected_sha256, actual_sha256],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Records an Article 13 promotion; the same trigger twice is one row.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_promotion(
+        &self,
+        sha256: &str,
+        trigger: &str,
+        note: Option<&str>,
+        from_tier: &str,
+        key: &str,
+        actor: &str,
+        promoted_at: &str,
+    ) -> Result<(), CatalogError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR IGNORE INTO promotions (sha256, trigger, note, from_tier, key, actor, promoted_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![sha256, trigger, note, from_tier, key, actor, promoted_at],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Points a recording at the tier that now holds its copy of record.
+    pub fn set_recording_tier(&self, sha256: &str, tier: &str) -> Result<(), CatalogError> {
+        self.with(|c| {
+            c.execute("UPDATE recordings SET tier = ?2 WHERE sha256 = ?1", params![sha256, tier])
+                .map(|_| ())
+        })
+    }
+}
+
+fn row_to_upload(row: &rusqlite::Row<'_>) -> rusqlite::Result<UploadRow> {
+    Ok(UploadRow {
+        upload_id: row.get(0)?,
+        target: row.get(1)?,
+        sha256: row.get(2)?,
+        part_size: row.get::<_, i64>(3)? as u64,
+        completed_at: row.get(4)?,
+        resumed_parts: row.get::<_, i64>(5)? as u64,
+    })
+}
+
+/// One version of a unit's clip from one device. Versions are never
+/// replaced: a changed case record adds the next one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClipRow {
+    pub case_id: String,
+    pub unit_id: String,
+    pub device: String,
+    pub version: u32,
+    pub tier: String,
+    pub key: String,
+    pub sha256: String,
+    pub sm3: String,
+    pub bytes: u64,
+    pub method: String,
+    /// SHA-256 of the plan the clip was cut from, to recognize a rerun.
+    pub plan_sha256: String,
+    pub report_json: String,
+    pub created_at: String,
+    pub actor: String,
+}
+
+impl Catalog {
+    /// Registers a new clip version; an existing version is an error,
+    /// because a version once made is never replaced.
+    pub fn insert_clip(&self, row: &ClipRow) -> Result<(), CatalogError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO clips (case_id, unit_id, device, version, tier, key, sha256, sm3, bytes,
+                                    method, plan_sha256, report_json, created_at, actor)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                params![
+                    row.case_id,
+                    row.unit_id,
+                    row.device,
+                    row.version,
+                    row.tier,
+                    row.key,
+                    row.sha256,
+                    row.sm3,
+                    row.bytes as i64,
+                    row.method,
+                    row.plan_sha256,
+                    row.report_json,
+                    row.created_at,
+                    row.actor
+                ],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Returns every version of the clips of a case, oldest first.
+    pub fn clips(&self, case_id: &str) -> Result<Vec<ClipRow>, CatalogError> {
+        self.with(|c| {
+            let mut statement = c.prepare(
+                "SELECT case_id, unit_id, device, version, tier, key, sha256, sm3, bytes, method,
+                        plan_sha256, report_json, created_at, actor
+                 FROM clips WHERE case_id = ?1 ORDER BY unit_id, device, version",
+            )?;
+            let rows = statement.query_map([case_id], |row| {
+                Ok(ClipRow {
+                    case_id: row.get(0)?,
+                    unit_id: row.get(1)?,
+                    device: row.get(2)?,
+                    version: row.get(3)?,
+                    tier: row.get(4)?,
+                    key: row.get(5)?,
+                    sha256: row.get(6)?,
+                    sm3: row.get(7)?,
+                    bytes: row.get::<_, i64>(8)? as u64,
+                    method: row.get(9)?,
+                    plan_sha256: row.get(10)?,
+                    report_json: row.get(11)?,
+                    created_at: row.get(12)?,
+                    actor: row.get(13)?,
+                })
+            })?;
+            rows.collect()
         })
     }
 }

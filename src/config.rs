@@ -51,6 +51,9 @@ pub struct Config {
     /// Tier that new originals are stored in.
     #[serde(default = "default_ingest_tier")]
     pub ingest_tier: String,
+    /// Where and how long objects are kept: `[store]`.
+    #[serde(default)]
+    pub store: StoreConfig,
 }
 
 fn default_timezone() -> String {
@@ -69,6 +72,7 @@ impl Default for Config {
             name_patterns: Vec::new(),
             calendar_file: None,
             ingest_tier: default_ingest_tier(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -131,6 +135,251 @@ impl Config {
             .or_else(|_| std::env::var("LOGNAME"))
             .unwrap_or_else(|_| "unknown".to_string())
     }
+}
+
+/// Which object store backend keeps the tiers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// A directory under the data directory: no server needed.
+    #[default]
+    Local,
+    /// Any S3-compatible service.
+    S3,
+}
+
+/// How long evidence footage is kept: the case file's retention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum EvidenceRetention {
+    /// Whole years from the time the object was stored.
+    Years(u32),
+    /// The word `"permanent"`.
+    Permanent(PermanentWord),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PermanentWord {
+    Permanent,
+}
+
+impl Default for EvidenceRetention {
+    /// Permanent until the bureau configures its case-file retention:
+    /// keeping too long loses nothing, deleting too early cannot be undone.
+    fn default() -> EvidenceRetention {
+        EvidenceRetention::Permanent(PermanentWord::Permanent)
+    }
+}
+
+/// Whether objects are written under S3 object lock.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectLockUse {
+    /// Use object lock where the bucket supports it, say so where not.
+    #[default]
+    Auto,
+    /// Refuse to write to a bucket without object lock.
+    Required,
+    /// Never ask for object lock.
+    Off,
+}
+
+/// Where one tier lives in S3.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierTarget {
+    /// Bucket; the store's `bucket` when absent.
+    #[serde(default)]
+    pub bucket: Option<String>,
+    /// Key prefix; `TIER/` when absent.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Storage class (`STANDARD`, `STANDARD_IA`, `GLACIER_IR`, ...).
+    #[serde(default)]
+    pub storage_class: Option<String>,
+}
+
+/// The separate copy of the evidence tier (Article 12).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupTarget {
+    /// Another endpoint; the primary one when absent.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub path_style: Option<bool>,
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+    pub bucket: String,
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub storage_class: Option<String>,
+}
+
+/// Multipart upload settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultipartConfig {
+    /// Objects at least this large go up in parts.
+    #[serde(default = "default_threshold_mib")]
+    pub threshold_mib: u64,
+    #[serde(default = "default_part_mib")]
+    pub part_size_mib: u64,
+    /// Parts in flight at once, further bounded by the memory budget.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Memory that part buffers may take in all.
+    #[serde(default = "default_memory_mib")]
+    pub memory_budget_mib: u64,
+    /// Upload rate limit for stations on a shared link; none when absent.
+    #[serde(default)]
+    pub max_mib_per_second: Option<f64>,
+}
+
+/// The object store: backend, S3 targets, retention.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    #[serde(default)]
+    pub backend: Backend,
+    /// `http(s)://host:port`; `AWS_ENDPOINT_URL` when absent.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// `AWS_REGION` when absent, else `us-east-1`.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Path-style addressing (`host/bucket/key`), which most self-hosted
+    /// services need.
+    #[serde(default = "default_true")]
+    pub path_style: bool,
+    /// Credentials; the standard `AWS_ACCESS_KEY_ID` and
+    /// `AWS_SECRET_ACCESS_KEY` when absent.
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+    /// Bucket of every tier that names none.
+    #[serde(default)]
+    pub bucket: Option<String>,
+    #[serde(default)]
+    pub routine: TierTarget,
+    #[serde(default)]
+    pub evidence: TierTarget,
+    #[serde(default)]
+    pub longterm: TierTarget,
+    #[serde(default)]
+    pub public: TierTarget,
+    #[serde(default)]
+    pub backup: Option<BackupTarget>,
+    #[serde(default)]
+    pub multipart: MultipartConfig,
+    #[serde(default)]
+    pub evidence_retention: EvidenceRetention,
+    #[serde(default)]
+    pub object_lock: ObjectLockUse,
+}
+
+impl Default for StoreConfig {
+    fn default() -> StoreConfig {
+        StoreConfig {
+            backend: Backend::Local,
+            endpoint: None,
+            region: None,
+            path_style: true,
+            access_key_id: None,
+            secret_access_key: None,
+            bucket: None,
+            routine: TierTarget::default(),
+            evidence: TierTarget::default(),
+            longterm: TierTarget::default(),
+            public: TierTarget::default(),
+            backup: None,
+            multipart: MultipartConfig::default(),
+            evidence_retention: EvidenceRetention::default(),
+            object_lock: ObjectLockUse::default(),
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The primary endpoint as configured.
+    pub fn primary_endpoint(&self) -> S3Endpoint {
+        S3Endpoint {
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            path_style: self.path_style,
+            access_key_id: self.access_key_id.clone(),
+            secret_access_key: self.secret_access_key.clone(),
+        }
+    }
+
+    /// The backup's endpoint: its own settings, else the primary's.
+    pub fn backup_endpoint(&self, backup: &BackupTarget) -> S3Endpoint {
+        if backup.endpoint.is_none() {
+            return self.primary_endpoint();
+        }
+        S3Endpoint {
+            endpoint: backup.endpoint.clone(),
+            region: backup.region.clone().or_else(|| self.region.clone()),
+            path_style: backup.path_style.unwrap_or(self.path_style),
+            access_key_id: backup.access_key_id.clone(),
+            secret_access_key: backup.secret_access_key.clone(),
+        }
+    }
+}
+
+/// One S3 endpoint and its credentials, resolved from the config.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct S3Endpoint {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub path_style: bool,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
+impl Default for MultipartConfig {
+    fn default() -> MultipartConfig {
+        MultipartConfig {
+            threshold_mib: default_threshold_mib(),
+            part_size_mib: default_part_mib(),
+            concurrency: default_concurrency(),
+            memory_budget_mib: default_memory_mib(),
+            max_mib_per_second: None,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Below this a single PUT carries the whole object's SHA-256, which the
+/// server checks on receipt; parts only pay off above it.
+fn default_threshold_mib() -> u64 {
+    64
+}
+
+/// 16 MiB parts keep a 1 GB recording at 60-odd parts, far below the
+/// 10,000-part limit, and a retried part cheap.
+fn default_part_mib() -> u64 {
+    16
+}
+
+/// Enough parts in flight to fill a local link; more only adds memory.
+fn default_concurrency() -> usize {
+    8
+}
+
+/// Eight 16 MiB parts in flight.
+fn default_memory_mib() -> u64 {
+    128
 }
 
 /// Resolves the data directory from the option, the environment or the default.

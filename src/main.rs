@@ -52,7 +52,44 @@ enum Command {
         #[arg(long)]
         case: Option<PathBuf>,
     },
+    /// Object storage: set up buckets (lifecycle, versioning, object lock)
+    Storage {
+        #[command(subcommand)]
+        action: StorageAction,
+    },
+    /// Re-hash stored objects against their manifests and name each one that fails
+    Verify {
+        /// Check only this tier
+        #[arg(long, value_enum)]
+        tier: Option<evidence::store::Tier>,
+
+        /// Check only objects stored on or after this date (YYYY-MM-DD, local time) or instant (RFC 3339)
+        #[arg(long)]
+        since: Option<String>,
+    },
+    /// Keep a recording long-term for an Article 13 trigger (a verified copy; the original stays)
+    Promote {
+        /// The recording's SHA-256
+        recording: String,
+
+        /// Why it is kept long-term
+        #[arg(long, value_enum)]
+        trigger: evidence::store::retention::Trigger,
+
+        /// Details; required for `other`
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Make a redacted copy of a recording from a redaction spec (JSON)
+    Redact(evidence::redact::cli::RedactArgs),
+    /// Cut one clip per inspected unit and device from a case's recordings (lossless unless --reencode)
+    Split(evidence::split::cli::SplitArgs),
 }
+
+#[derive(Subcommand)]
+enum StorageAction {
+    /// Create missing buckets and install retention settings; report what each bucket supports
+    Init,
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -92,6 +129,60 @@ fn run(cli: Cli, lang: Lang) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Storage { action: StorageAction::Init } => {
+            let services = Services::open(&data_dir, lang)?;
+            let report = evidence::store::s3::init_storage(&services.config.store, &data_dir, services.store.as_ref())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", lang.pick("存储初始化失败", "storage init failed")))?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.render_text(lang));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { tier, since } => {
+            let services = Services::open(&data_dir, lang)?;
+            let since = match since {
+                Some(text) => Some(
+                    evidence::store::verify::parse_since(&text, services.config.timezone())
+                        .map_err(|e| anyhow::anyhow!(e.get(lang).to_string()))?,
+                ),
+                None => None,
+            };
+            let options = evidence::store::verify::VerifyOptions { tier, since };
+            let report = evidence::store::verify::verify(services.store.as_ref(), Some(&services.catalog), &options)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", lang.pick("核验失败", "verification failed")))?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.render_text(lang));
+            }
+            Ok(if report.failed > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
+        }
+        Command::Promote { recording, trigger, note } => {
+            let services = Services::open(&data_dir, lang)?;
+            let promotion = evidence::store::retention::promote(
+                services.store.as_ref(),
+                &services.catalog,
+                &recording,
+                trigger,
+                note.as_deref(),
+                &services.actor,
+            )
+            .map_err(|e| anyhow::anyhow!(e.message().get(lang).to_string()))?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&promotion)?);
+            } else {
+                print!("{}", promotion.render_text(lang));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Redact(args) => evidence::redact::cli::run(&args, &data_dir, lang, cli.json)
+            .map(ExitCode::from)
+            .map_err(|e| anyhow::anyhow!(e.get(lang).to_string())),
+        Command::Split(args) => evidence::split::cli::run(&args, &data_dir, lang, cli.json)
+            .map(ExitCode::from)
+            .map_err(|e| anyhow::anyhow!(e.get(lang).to_string())),
     }
 }
 

@@ -58,7 +58,14 @@ impl Services {
         })?;
         let config = Config::load(data_dir)?;
         let catalog = Catalog::open(&data_dir.join("catalog.sqlite"))?;
-        let store = LocalStore::open(&data_dir.join("store"))?;
+        let retention = crate::store::retention::RetentionPolicy::from_config(&config.store);
+        let store: Box<dyn ObjectStore> = match config.store.backend {
+            crate::config::Backend::Local => Box::new(LocalStore::open(&data_dir.join("store"))?.with_retention(retention)),
+            crate::config::Backend::S3 => {
+                let resume = Catalog::open(&data_dir.join("catalog.sqlite"))?;
+                Box::new(crate::store::s3::S3Store::open(&config.store, data_dir, Some(Arc::new(resume)))?)
+            }
+        };
         let ingest_tier = Tier::parse(&config.ingest_tier).ok_or_else(|| {
             anyhow::anyhow!("config: ingest_tier {:?} is not a tier (routine, evidence, longterm, public)", config.ingest_tier)
         })?;
@@ -67,7 +74,7 @@ impl Services {
             actor: config.actor(),
             config,
             catalog,
-            store: Box::new(store),
+            store,
             ingest_tier,
             lang,
         })

@@ -13,6 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
+use super::retention::{read_manifest, Capabilities, RetentionPolicy};
 use super::{check_key, ObjectInfo, ObjectStore, StagedObject, StoreError, Tier, MANIFEST_SUFFIX};
 
 const STAGING_DIR: &str = ".staging";
@@ -23,6 +24,7 @@ const VERIFY_BUFFER_BYTES: usize = 1 << 20;
 
 pub struct LocalStore {
     root: PathBuf,
+    retention: RetentionPolicy,
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -44,9 +46,16 @@ impl LocalStore {
         }
         let store = LocalStore {
             root: root.to_path_buf(),
+            retention: RetentionPolicy::default(),
         };
         store.remove_orphaned_staging();
         Ok(store)
+    }
+
+    /// Sets the retention rule that deletion is checked against.
+    pub fn with_retention(mut self, retention: RetentionPolicy) -> LocalStore {
+        self.retention = retention;
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -244,6 +253,50 @@ impl ObjectStore for LocalStore {
         keys.sort();
         Ok(keys)
     }
+
+    /// Deletes only once the manifest's tier and time say retention has
+    /// ended; an object without a readable manifest is never deleted.
+    fn delete(&self, tier: Tier, key: &str) -> Result<(), StoreError> {
+        check_key(key)?;
+        let manifest = read_manifest(self, tier, key).map_err(|e| match e {
+            StoreError::NotFound { .. } => StoreError::Retained {
+                tier: tier.as_str(),
+                key: key.to_string(),
+                until: "unknown (no manifest)".to_string(),
+            },
+            other => other,
+        })?;
+        let retention = self.retention.retention_for(tier, manifest.created_at);
+        if !retention.has_ended(chrono::Utc::now()) {
+            return Err(StoreError::Retained {
+                tier: tier.as_str(),
+                key: key.to_string(),
+                until: retention.label(),
+            });
+        }
+        for path in [self.path_of(tier, key), self.path_of(tier, &format!("{key}{MANIFEST_SUFFIX}"))] {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => return Err(StoreError::Io { path, source }),
+            }
+        }
+        tracing::info!(tier = tier.as_str(), key, "deleted after retention ended");
+        Ok(())
+    }
+
+    fn capabilities(&self, tier: Tier) -> Result<Capabilities, StoreError> {
+        Ok(Capabilities {
+            tier,
+            backend: "local",
+            location: self.root.join(tier.as_str()).display().to_string(),
+            object_lock: false,
+            versioning: false,
+            lifecycle: false,
+            server_side_copy: false,
+            backup: None,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -288,6 +341,76 @@ mod tests {
         let mut text = String::new();
         store.open(Tier::Routine, "x.bin").unwrap().read_to_string(&mut text).unwrap();
         assert_eq!(text, "first");
+    }
+
+    #[test]
+    fn deletion_is_refused_before_retention_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let manifest = crate::store::Manifest {
+            artefact: "original".into(),
+            tier: Tier::Routine,
+            key: "a.bin".into(),
+            sha256: sha(b"footage"),
+            sm3: String::new(),
+            bytes: 7,
+            source: crate::store::Source {
+                path: "a.bin".into(),
+                file_name: "a.bin".into(),
+                modified: None,
+                recordings: Vec::new(),
+            },
+            tools: crate::store::ToolVersions {
+                evidence: "test".into(),
+                gstreamer: "test".into(),
+            },
+            created_at: chrono::Utc::now(),
+            actor: "op".into(),
+        };
+        store.put_small(Tier::Routine, "a.bin", b"footage").unwrap();
+        manifest.store(&store).unwrap();
+        let error = store.delete(Tier::Routine, "a.bin").unwrap_err();
+        assert!(matches!(error, StoreError::Retained { .. }), "{error}");
+        assert!(store.head(Tier::Routine, "a.bin").unwrap().is_some());
+
+        store.put_small(Tier::Routine, "no-manifest.bin", b"x").unwrap();
+        assert!(matches!(
+            store.delete(Tier::Routine, "no-manifest.bin").unwrap_err(),
+            StoreError::Retained { .. }
+        ));
+    }
+
+    #[test]
+    fn deletion_after_retention_removes_object_and_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let old = chrono::Utc::now() - chrono::Duration::days(400);
+        let manifest = serde_json::json!({
+            "artefact": "original", "tier": "routine", "key": "old.bin",
+            "sha256": sha(b"old"), "sm3": "", "bytes": 3,
+            "source": {"path": "old.bin", "file_name": "old.bin", "modified": null},
+            "tools": {"evidence": "t", "gstreamer": "t"},
+            "created_at": old, "actor": "op"
+        });
+        store.put_small(Tier::Routine, "old.bin", b"old").unwrap();
+        store
+            .put_small(Tier::Routine, "old.bin.manifest.json", manifest.to_string().as_bytes())
+            .unwrap();
+        store.delete(Tier::Routine, "old.bin").unwrap();
+        assert!(store.head(Tier::Routine, "old.bin").unwrap().is_none());
+        assert!(store.head(Tier::Routine, "old.bin.manifest.json").unwrap().is_none());
+    }
+
+    #[test]
+    fn copy_into_another_tier_keeps_the_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        store.put_small(Tier::Routine, "c.bin", b"clip").unwrap();
+        store
+            .copy(Tier::Routine, "c.bin", Tier::Longterm, &sha(b"clip"), &Default::default())
+            .unwrap();
+        assert!(store.head(Tier::Routine, "c.bin").unwrap().is_some());
+        assert_eq!(store.head(Tier::Longterm, "c.bin").unwrap().unwrap().bytes, 4);
     }
 
     #[test]

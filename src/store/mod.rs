@@ -10,6 +10,9 @@
 //! size, source, tool versions, time and actor.
 
 pub mod local;
+pub mod retention;
+pub mod s3;
+pub mod verify;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -19,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use local::LocalStore;
+pub use retention::{Capabilities, ObjectLabels};
 
 /// Suffix of the manifest object that accompanies every artefact.
 pub const MANIFEST_SUFFIX: &str = ".manifest.json";
@@ -73,13 +77,31 @@ pub enum StoreError {
         expected: String,
         actual: String,
     },
+    #[error("object {tier}/{key} is under retention until {until}; it cannot be deleted before then")]
+    Retained {
+        tier: &'static str,
+        key: String,
+        until: String,
+    },
+    #[error("object store request on {subject} failed: {message}")]
+    Remote {
+        subject: String,
+        message: String,
+        retryable: bool,
+    },
+    #[error("object store setting is not usable: {message}")]
+    Setting { message: String },
 }
 
 impl StoreError {
     /// Whether trying again could help: a full disk or a flaky mount can
     /// recover; a bad key or a corrupt object cannot.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Io { .. })
+        match self {
+            StoreError::Io { .. } => true,
+            StoreError::Remote { retryable, .. } => *retryable,
+            _ => false,
+        }
     }
 }
 
@@ -100,6 +122,11 @@ pub trait StagedObject: Write + Send {
     /// bytes succeeds without writing; a different object under the key is
     /// an error, because nothing is overwritten.
     fn commit(self: Box<Self>, tier: Tier, key: &str, sha256: &str) -> Result<ObjectInfo, StoreError>;
+
+    /// Gives the object its custody labels (SM3, case, unit), which a
+    /// backend with object metadata stores with it. Backends without
+    /// metadata keep them in the manifest only.
+    fn label(&mut self, _labels: ObjectLabels) {}
 }
 
 pub trait ObjectStore: Send + Sync {
@@ -124,6 +151,32 @@ pub trait ObjectStore: Send + Sync {
 
     /// Lists the keys of one tier under a prefix, manifests excluded.
     fn list(&self, tier: Tier, prefix: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Copies an object into another tier under the same key, verified
+    /// against `sha256`; the source stays where it is. Backends that can
+    /// copy on the server do so; this default streams the bytes through.
+    fn copy(&self, from: Tier, key: &str, to: Tier, sha256: &str, labels: &ObjectLabels) -> Result<ObjectInfo, StoreError> {
+        let mut reader = self.open(from, key)?;
+        let mut staged = self.stage()?;
+        std::io::copy(&mut reader, &mut staged).map_err(|source| StoreError::Io {
+            path: PathBuf::from(key),
+            source,
+        })?;
+        staged.label(labels.clone());
+        staged.commit(to, key, sha256)
+    }
+
+    /// Deletes an object and its manifest, refusing while its retention
+    /// runs (or when its retention cannot be established).
+    fn delete(&self, tier: Tier, key: &str) -> Result<(), StoreError>;
+
+    /// What this store offers for one tier: lock, versioning, lifecycle.
+    fn capabilities(&self, tier: Tier) -> Result<Capabilities, StoreError>;
+
+    /// The separate backup copy of the evidence tier, when one is configured.
+    fn backup(&self) -> Option<&dyn ObjectStore> {
+        None
+    }
 }
 
 /// Tool versions recorded in every manifest.

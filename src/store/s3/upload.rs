@@ -1,0 +1,449 @@
+//! Sending a spooled object: one PUT, or a resumable multipart upload.
+//!
+//! A single PUT carries the object's SHA-256 as its checksum, which the
+//! server checks on receipt. A multipart upload sends fixed-size parts,
+//! several at once but never more than the memory budget holds, each with
+//! its CRC32C, which the server checks per part. Every acknowledged part
+//! is recorded in the catalog with the upload id before the next step, so
+//! a run that was interrupted (the server stopped, the link dropped, the
+//! process killed) continues the same upload: parts the server lists with
+//! the recorded ETag, and whose bytes in the new spool still have the
+//! recorded CRC32C, are not sent again.
+
+use std::collections::HashMap;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ObjectLockLegalHoldStatus, ObjectLockMode,
+};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use bytes::Bytes;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::catalog::{Catalog, PartRow};
+
+use super::{remote, Location, LockPlan, UploadSettings, MAX_PARTS};
+use crate::store::StoreError;
+
+/// What every upload of one object carries.
+pub(super) struct WriteSpec {
+    pub metadata: HashMap<String, String>,
+    pub lock: LockPlan,
+}
+
+/// Spreads sends so that the average rate stays under a limit; a station
+/// on a shared link must leave room for others.
+pub(super) struct RateLimiter {
+    bytes_per_second: Option<f64>,
+    next_free: Mutex<Option<Instant>>,
+}
+
+impl RateLimiter {
+    pub fn new(bytes_per_second: Option<f64>) -> RateLimiter {
+        RateLimiter {
+            bytes_per_second,
+            next_free: Mutex::new(None),
+        }
+    }
+
+    /// Waits until `bytes` may be sent.
+    pub async fn reserve(&self, bytes: u64) {
+        let Some(rate) = self.bytes_per_second else { return };
+        let start = {
+            let mut next = self.next_free.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            let start = next.map_or(now, |n| n.max(now));
+            *next = Some(start + Duration::from_secs_f64(bytes as f64 / rate));
+            start
+        };
+        tokio::time::sleep_until(start.into()).await;
+    }
+}
+
+pub(super) fn base64_of_hex(hex_digest: &str) -> String {
+    BASE64.encode(hex::decode(hex_digest).unwrap_or_default())
+}
+
+pub(super) fn hex_of_base64(text: &str) -> String {
+    BASE64
+        .decode(text)
+        .map(hex::encode)
+        .unwrap_or_else(|_| text.to_string())
+}
+
+fn crc32c_base64(bytes: &[u8]) -> String {
+    BASE64.encode(crc32c::crc32c(bytes).to_be_bytes())
+}
+
+pub(super) fn smithy_time(time: chrono::DateTime<chrono::Utc>) -> aws_sdk_s3::primitives::DateTime {
+    aws_sdk_s3::primitives::DateTime::from_secs(time.timestamp())
+}
+
+/// URL-encodes a key for `x-amz-copy-source`, keeping `/`; hand-written
+/// because the SDK leaves this header to the caller.
+pub(super) fn encode_key(key: &str) -> String {
+    let mut out = String::new();
+    for byte in key.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~/".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+fn read_range(spool: &Path, offset: u64, length: usize) -> Result<Bytes, StoreError> {
+    let io_error = |source| StoreError::Io {
+        path: spool.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(spool).map_err(io_error)?;
+    let mut buffer = vec![0u8; length];
+    file.read_exact_at(&mut buffer, offset).map_err(io_error)?;
+    Ok(Bytes::from(buffer))
+}
+
+/// Sends an object below the multipart threshold in one PUT.
+pub(super) async fn put_single(
+    location: &Location,
+    key: &str,
+    spool: &Path,
+    sha256: &str,
+    write: &WriteSpec,
+    limiter: &RateLimiter,
+) -> Result<(), StoreError> {
+    let size = std::fs::metadata(spool)
+        .map_err(|source| StoreError::Io {
+            path: spool.to_path_buf(),
+            source,
+        })?
+        .len();
+    let body = read_range(spool, 0, size as usize)?;
+    limiter.reserve(size).await;
+    let mut request = location
+        .client
+        .put_object()
+        .bucket(&location.bucket)
+        .key(location.object_key(key))
+        .checksum_algorithm(ChecksumAlgorithm::Sha256)
+        .checksum_sha256(base64_of_hex(sha256))
+        .set_metadata(Some(write.metadata.clone()))
+        .set_storage_class(location.storage_class.clone())
+        .body(ByteStream::from(body));
+    match write.lock {
+        LockPlan::None => {}
+        LockPlan::Compliance(until) => {
+            request = request
+                .object_lock_mode(ObjectLockMode::Compliance)
+                .object_lock_retain_until_date(smithy_time(until));
+        }
+        LockPlan::LegalHold => request = request.object_lock_legal_hold_status(ObjectLockLegalHoldStatus::On),
+    }
+    request.send().await.map_err(|e| remote(location.url(key), e))?;
+    Ok(())
+}
+
+/// One multipart upload of a spooled object.
+pub(super) struct Multipart<'a> {
+    pub location: &'a Location,
+    pub key: &'a str,
+    pub spool: &'a Path,
+    pub size: u64,
+    pub sha256: &'a str,
+    pub write: &'a WriteSpec,
+    pub settings: UploadSettings,
+    pub catalog: Option<&'a Catalog>,
+    pub limiter: &'a Arc<RateLimiter>,
+}
+
+fn catalog_error(error: crate::catalog::CatalogError) -> StoreError {
+    StoreError::Remote {
+        subject: "catalog".to_string(),
+        retryable: error.is_retryable(),
+        message: error.to_string(),
+    }
+}
+
+impl Multipart<'_> {
+    /// The part size: the configured one, raised when the object would
+    /// otherwise need more than S3's 10,000 parts.
+    fn part_size(&self) -> u64 {
+        self.settings.part_size.max(self.size.div_ceil(MAX_PARTS))
+    }
+
+    /// Sends the object and completes the upload; the caller verifies.
+    pub async fn run(&self) -> Result<(), StoreError> {
+        let target = self.location.url(self.key);
+        let part_size = self.part_size();
+        let part_count = self.size.div_ceil(part_size).max(1) as i32;
+
+        let (upload_id, mut done) = match self.resumable(&target, part_size).await? {
+            Some(resumed) => resumed,
+            None => (self.create(&target, part_size).await?, HashMap::new()),
+        };
+
+        let mut kept = 0u64;
+        for number in 1..=part_count {
+            let Some(part) = done.get(&number) else { continue };
+            let (offset, length) = self.range(number, part_size);
+            let bytes = read_range(self.spool, offset, length)?;
+            if crc32c_base64(&bytes) == part.crc32c && part.bytes == length as u64 {
+                kept += 1;
+            } else {
+                tracing::warn!(%target, part = number, "recorded part differs from the spool; sending it again");
+                done.remove(&number);
+            }
+        }
+        if kept > 0 {
+            tracing::info!(%target, %upload_id, parts_kept = kept, parts = part_count, "resuming multipart upload");
+        }
+
+        let sent = self.send_missing(&upload_id, part_size, part_count, &done).await?;
+        done.extend(sent.into_iter().map(|p| (p.part_number, p)));
+
+        let mut parts: Vec<&PartRow> = done.values().collect();
+        parts.sort_by_key(|p| p.part_number);
+        let completed = CompletedMultipartUpload::builder()
+            .set_parts(Some(
+                parts
+                    .iter()
+                    .map(|p| {
+                        CompletedPart::builder()
+                            .part_number(p.part_number)
+                            .e_tag(&p.etag)
+                            .checksum_crc32_c(&p.crc32c)
+                            .build()
+                    })
+                    .collect(),
+            ))
+            .build();
+        self.location
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.location.bucket)
+            .key(self.location.object_key(self.key))
+            .upload_id(&upload_id)
+            .multipart_upload(completed)
+            .send()
+            .await
+            .map_err(|e| remote(target.clone(), e))?;
+        if let Some(catalog) = self.catalog {
+            catalog
+                .finish_upload(&upload_id, kept, &chrono::Utc::now().to_rfc3339())
+                .map_err(catalog_error)?;
+        }
+        tracing::info!(%target, %upload_id, parts = part_count, parts_kept = kept, "multipart upload complete");
+        Ok(())
+    }
+
+    fn range(&self, number: i32, part_size: u64) -> (u64, usize) {
+        let offset = (number as u64 - 1) * part_size;
+        (offset, part_size.min(self.size - offset) as usize)
+    }
+
+    /// Finds a recorded upload of these bytes that the server still holds,
+    /// with the parts it acknowledged.
+    async fn resumable(
+        &self,
+        target: &str,
+        part_size: u64,
+    ) -> Result<Option<(String, HashMap<i32, PartRow>)>, StoreError> {
+        let Some(catalog) = self.catalog else { return Ok(None) };
+        let Some(upload) = catalog.open_upload(target, self.sha256).map_err(catalog_error)? else {
+            return Ok(None);
+        };
+        if upload.part_size != part_size {
+            tracing::info!(%target, upload_id = %upload.upload_id, "part size changed since the interrupted upload; starting anew");
+            return Ok(None);
+        }
+        let mut listed = HashMap::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let result = self
+                .location
+                .client
+                .list_parts()
+                .bucket(&self.location.bucket)
+                .key(self.location.object_key(self.key))
+                .upload_id(&upload.upload_id)
+                .set_part_number_marker(marker.clone())
+                .send()
+                .await;
+            let page = match result {
+                Ok(page) => page,
+                Err(e) if e.code() == Some("NoSuchUpload") => {
+                    tracing::info!(%target, upload_id = %upload.upload_id, "the server no longer knows the interrupted upload; starting anew");
+                    catalog.forget_upload(&upload.upload_id).map_err(catalog_error)?;
+                    return Ok(None);
+                }
+                Err(e) => return Err(remote(target.to_string(), e)),
+            };
+            for part in page.parts() {
+                if let (Some(number), Some(etag)) = (part.part_number(), part.e_tag()) {
+                    listed.insert(number, (etag.to_string(), part.size().unwrap_or_default() as u64));
+                }
+            }
+            if page.is_truncated() == Some(true) {
+                marker = page.next_part_number_marker().map(str::to_string);
+                if marker.is_some() {
+                    continue;
+                }
+            }
+            break;
+        }
+        let done = catalog
+            .parts(&upload.upload_id)
+            .map_err(catalog_error)?
+            .into_iter()
+            .filter(|p| listed.get(&p.part_number) == Some(&(p.etag.clone(), p.bytes)))
+            .map(|p| (p.part_number, p))
+            .collect();
+        Ok(Some((upload.upload_id, done)))
+    }
+
+    async fn create(&self, target: &str, part_size: u64) -> Result<String, StoreError> {
+        let mut request = self
+            .location
+            .client
+            .create_multipart_upload()
+            .bucket(&self.location.bucket)
+            .key(self.location.object_key(self.key))
+            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+            .set_metadata(Some(self.write.metadata.clone()))
+            .set_storage_class(self.location.storage_class.clone());
+        match self.write.lock {
+            LockPlan::None => {}
+            LockPlan::Compliance(until) => {
+                request = request
+                    .object_lock_mode(ObjectLockMode::Compliance)
+                    .object_lock_retain_until_date(smithy_time(until));
+            }
+            LockPlan::LegalHold => request = request.object_lock_legal_hold_status(ObjectLockLegalHoldStatus::On),
+        }
+        let output = request.send().await.map_err(|e| remote(target.to_string(), e))?;
+        let upload_id = output.upload_id().unwrap_or_default().to_string();
+        if upload_id.is_empty() {
+            return Err(StoreError::Remote {
+                subject: target.to_string(),
+                message: "the server started a multipart upload without an upload id".to_string(),
+                retryable: false,
+            });
+        }
+        if let Some(catalog) = self.catalog {
+            catalog
+                .start_upload(
+                    &upload_id,
+                    target,
+                    self.sha256,
+                    part_size,
+                    &chrono::Utc::now().to_rfc3339(),
+                )
+                .map_err(catalog_error)?;
+        }
+        tracing::info!(%target, %upload_id, part_size, "multipart upload started");
+        Ok(upload_id)
+    }
+
+    /// Sends every part not yet done, at most `parallel_parts` at once:
+    /// a part's buffer is read only once its permit is held, so memory
+    /// stays within the budget. The first failure stops the rest; parts
+    /// already acknowledged stay recorded for the next run.
+    async fn send_missing(
+        &self,
+        upload_id: &str,
+        part_size: u64,
+        part_count: i32,
+        done: &HashMap<i32, PartRow>,
+    ) -> Result<Vec<PartRow>, StoreError> {
+        let permits = Arc::new(Semaphore::new(self.settings.parallel_parts));
+        let mut tasks = JoinSet::new();
+        let mut sent = Vec::new();
+        for number in (1..=part_count).filter(|n| !done.contains_key(n)) {
+            let permit = permits
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            while let Some(finished) = tasks.try_join_next() {
+                sent.push(self.record(upload_id, finished)?);
+            }
+            let (offset, length) = self.range(number, part_size);
+            let spool = self.spool.to_path_buf();
+            let location = self.location.clone();
+            let key = self.location.object_key(self.key);
+            let target = self.location.url(self.key);
+            let upload_id = upload_id.to_string();
+            let limiter = self.limiter.clone();
+            tasks.spawn(async move {
+                let _permit = permit;
+                let bytes = tokio::task::spawn_blocking(move || read_range(&spool, offset, length))
+                    .await
+                    .expect("reading a part does not panic")?;
+                let crc32c = crc32c_base64(&bytes);
+                limiter.reserve(length as u64).await;
+                let output = location
+                    .client
+                    .upload_part()
+                    .bucket(&location.bucket)
+                    .key(key)
+                    .upload_id(upload_id)
+                    .part_number(number)
+                    .checksum_crc32_c(&crc32c)
+                    .body(ByteStream::from(bytes))
+                    .send()
+                    .await
+                    .map_err(|e| remote(format!("{target} part {number}"), e))?;
+                Ok::<PartRow, StoreError>(PartRow {
+                    part_number: number,
+                    bytes: length as u64,
+                    crc32c,
+                    etag: output.e_tag().unwrap_or_default().to_string(),
+                })
+            });
+        }
+        while let Some(finished) = tasks.join_next().await {
+            sent.push(self.record(upload_id, finished)?);
+        }
+        Ok(sent)
+    }
+
+    fn record(
+        &self,
+        upload_id: &str,
+        finished: Result<Result<PartRow, StoreError>, tokio::task::JoinError>,
+    ) -> Result<PartRow, StoreError> {
+        let part = finished.expect("a part upload does not panic")?;
+        if let Some(catalog) = self.catalog {
+            catalog.record_part(upload_id, &part).map_err(catalog_error)?;
+        }
+        tracing::debug!(upload_id, part = part.part_number, "part acknowledged");
+        Ok(part)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_source_keys_are_encoded_but_keep_slashes() {
+        assert_eq!(encode_key("routine/a b+c.mp4"), "routine/a%20b%2Bc.mp4");
+    }
+
+    #[test]
+    fn checksums_are_base64_of_the_raw_digest() {
+        assert_eq!(
+            base64_of_hex("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+            "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+        );
+        assert_eq!(crc32c_base64(b"123456789"), BASE64.encode(0xE306_9283u32.to_be_bytes()));
+    }
+}
