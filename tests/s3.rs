@@ -97,7 +97,7 @@ fn runtime() -> tokio::runtime::Runtime {
 /// Writes `bytes` of pseudo-random data (xorshift: incompressible and
 /// reproducible, so a test's file is the same on every run).
 fn footage(dir: &Path, name: &str, bytes: usize, seed: u64) -> PathBuf {
-    let mut state = seed | 1;
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut data = Vec::with_capacity(bytes + 8);
     while data.len() < bytes {
         state ^= state << 13;
