@@ -1,0 +1,154 @@
+//! The `evidence redact` command: one recording, one spec, one output.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::i18n::{Lang, Text};
+
+use super::{
+    redact, EncoderSettings, Method, Request, Spec, DEFAULT_QUALITY, DEFAULT_SPEED_PRESET,
+};
+
+/// Highest x264 constant-quality value accepted; above it faces and text
+/// outside the masks are no longer readable, which defeats a public copy.
+const MAX_QUALITY: u32 = 35;
+
+#[derive(Debug, clap::Args)]
+pub struct RedactArgs {
+    /// The recording to redact (it is only read)
+    pub input: PathBuf,
+
+    /// Redaction spec (JSON): masks and audio ranges with reasons and authors
+    #[arg(long, value_name = "SPEC.json")]
+    pub spec: PathBuf,
+
+    /// Output file (MP4); must not exist yet. The redaction log is written beside it as OUT.mp4.redaction.json
+    #[arg(long, value_name = "OUT.mp4")]
+    pub out: PathBuf,
+
+    /// Re-encode every frame instead of only the GOPs a mask or mute touches
+    #[arg(long)]
+    pub full: bool,
+
+    /// x264 speed preset of re-encoded frames (ultrafast … veryslow)
+    #[arg(long, default_value = DEFAULT_SPEED_PRESET)]
+    pub preset: String,
+
+    /// x264 constant quality (CRF) of re-encoded frames: lower is better, 0–35
+    #[arg(long, default_value_t = DEFAULT_QUALITY)]
+    pub quality: u32,
+}
+
+/// x264's preset names.
+const PRESETS: [&str; 10] = [
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+];
+
+/// Checks the encoder options shared by every command that redacts.
+pub fn encoder_settings(preset: &str, quality: u32) -> Result<EncoderSettings, Text> {
+    if !PRESETS.contains(&preset) {
+        return Err(Text::new(
+            format!(
+                "--preset {preset:?} 不是 x264 预设（{}）",
+                PRESETS.join("、")
+            ),
+            format!(
+                "--preset {preset:?} is not an x264 preset ({})",
+                PRESETS.join(", ")
+            ),
+        ));
+    }
+    if quality > MAX_QUALITY {
+        return Err(Text::new(
+            format!("--quality 必须在 0 到 {MAX_QUALITY} 之间，实际为 {quality}"),
+            format!("--quality must be from 0 to {MAX_QUALITY}, found {quality}"),
+        ));
+    }
+    Ok(EncoderSettings {
+        speed_preset: preset.to_string(),
+        quality,
+    })
+}
+
+/// Runs the command; returns the exit code or the message to print.
+pub fn run(args: &RedactArgs, data_dir: &Path, lang: Lang, json: bool) -> Result<u8, Text> {
+    let encoder = encoder_settings(&args.preset, args.quality)?;
+    let config = Config::load(data_dir)
+        .map_err(|e| Text::new(format!("配置无效：{e}"), format!("invalid config: {e}")))?;
+    let actor = config.actor();
+    let spec = Spec::load(&args.spec).map_err(|e| e.message())?;
+    let request = Request {
+        input: &args.input,
+        output: &args.out,
+        spec: &spec,
+        actor: &actor,
+        watermark: None,
+        encoder,
+        force_full: args.full,
+    };
+    let log = redact(&request).map_err(|e| e.message())?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&log).expect("a redaction log serializes")
+        );
+        return Ok(0);
+    }
+    let method = match log.method {
+        Method::Smart => Text::new(
+            "智能渲染（只重新编码受影响的 GOP）",
+            "smart render (only the GOPs touched re-encoded)",
+        ),
+        Method::Full => Text::new("完整重新编码", "full re-encode"),
+    };
+    println!(
+        "{} {}",
+        lang.pick("已生成脱敏副本：", "redacted copy written:"),
+        args.out.display()
+    );
+    println!("  {} {}", lang.pick("方法：", "method:"), method.get(lang));
+    if let Some(reason) = &log.fallback_reason {
+        println!("  {} {}", lang.pick("原因：", "why:"), reason.get(lang));
+    }
+    println!(
+        "  {} {} / {}",
+        lang.pick("遮罩帧数 / 总帧数：", "frames masked / total:"),
+        log.frames_masked,
+        log.output.frames
+    );
+    if let Some(padding) = &log.padding {
+        println!(
+            "  {} {}x{} → {}x{}",
+            lang.pick("画面补齐为偶数尺寸：", "picture padded to even size:"),
+            padding.from_width,
+            padding.from_height,
+            log.output.width,
+            log.output.height
+        );
+    }
+    println!(
+        "  {} {}",
+        lang.pick("原始文件 SHA-256：", "original SHA-256:"),
+        log.original.sha256
+    );
+    println!(
+        "  {} {}",
+        lang.pick("输出文件 SHA-256：", "output SHA-256:"),
+        log.output.sha256
+    );
+    println!(
+        "  {} {}",
+        lang.pick("脱敏记录：", "redaction log:"),
+        super::log_path(&args.out).display()
+    );
+    Ok(0)
+}

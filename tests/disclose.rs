@@ -1,0 +1,208 @@
+//! The disclosure workflow end to end: request, decisions by role,
+//! export with watermark, receipt and the kept public copy.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::*;
+use serde_json::Value;
+
+const CONFIG: &str = r#"
+[roles]
+zhang = ["disclosure", "approver"]
+li = ["approver"]
+wang = ["disclosure"]
+
+[disclosure]
+watermark = "公开副本 {request}"
+"#;
+
+fn as_actor(data: &Path, actor: &str, args: &[&str]) -> Output {
+    let mut command = binary();
+    command
+        .env("EVIDENCE_ACTOR", actor)
+        .arg("--data-dir")
+        .arg(data)
+        .args(args);
+    command.output().unwrap()
+}
+
+fn json(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// A data directory with the base fixture ingested and one request filed by zhang.
+fn filed_request() -> (tempfile::TempDir, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("config.toml"), CONFIG).unwrap();
+    let input = fixture("cases/base-10s.mp4");
+    let (output, _) = run_json(&data, &["process", input.to_str().unwrap()]);
+    assert!(output.status.success());
+    let sha = sha256_of(&input);
+    let spec = fixture("redact-example.json");
+    let request = json(&as_actor(
+        &data,
+        "zhang",
+        &[
+            "--json",
+            "disclose",
+            "request",
+            "--purpose",
+            "litigation",
+            "--item",
+            &sha,
+            "--spec",
+            spec.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(request["status"], "requested");
+    assert_eq!(request["requester"], "zhang");
+    let id = request["request_id"].as_str().unwrap().to_string();
+    (dir, id, sha)
+}
+
+#[test]
+fn export_without_approval_is_refused() {
+    let (dir, id, _) = filed_request();
+    let data = dir.path().join("data");
+    let out = dir.path().join("out");
+    let output = as_actor(
+        &data,
+        "wang",
+        &[
+            "--lang",
+            "en",
+            "disclose",
+            "export",
+            &id,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("is requested, not approved"));
+    assert!(!out.join(format!("{id}-receipt.json")).exists());
+    assert!(
+        !data.join("store/public/disclosures").exists(),
+        "nothing reached the public tier"
+    );
+}
+
+#[test]
+fn requester_and_non_approver_cannot_approve() {
+    let (dir, id, _) = filed_request();
+    let data = dir.path().join("data");
+    let own = as_actor(
+        &data,
+        "zhang",
+        &["--lang", "en", "disclose", "approve", &id],
+    );
+    assert!(!own.status.success());
+    assert!(String::from_utf8_lossy(&own.stderr).contains("cannot decide it"));
+    let other = as_actor(&data, "wang", &["--lang", "zh", "disclose", "approve", &id]);
+    assert!(!other.status.success());
+    assert!(String::from_utf8_lossy(&other.stderr).contains("没有审批人角色"));
+    let view = json(&as_actor(&data, "li", &["--json", "disclose", "show", &id]));
+    assert_eq!(view["status"], "requested");
+    assert!(view["decisions"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn rejected_request_cannot_be_exported() {
+    let (dir, id, _) = filed_request();
+    let data = dir.path().join("data");
+    let view = json(&as_actor(
+        &data,
+        "li",
+        &[
+            "--json",
+            "disclose",
+            "reject",
+            &id,
+            "--reason",
+            "不属于公开范围",
+        ],
+    ));
+    assert_eq!(view["status"], "rejected");
+    assert_eq!(view["decisions"][0]["actor"], "li");
+    let out = dir.path().join("out");
+    let output = as_actor(
+        &data,
+        "zhang",
+        &["disclose", "export", &id, "--out", out.to_str().unwrap()],
+    );
+    assert!(!output.status.success());
+}
+
+#[test]
+fn approved_export_is_watermarked_receipted_and_kept() {
+    let (dir, id, sha) = filed_request();
+    let data = dir.path().join("data");
+    let view = json(&as_actor(
+        &data,
+        "li",
+        &["--json", "disclose", "approve", &id],
+    ));
+    assert_eq!(view["status"], "approved");
+    assert_eq!(view["decisions"][0]["actor"], "li");
+
+    let out = dir.path().join("out");
+    let export = json(&as_actor(
+        &data,
+        "wang",
+        &[
+            "--json",
+            "disclose",
+            "export",
+            &id,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    ));
+    let receipt: Value =
+        serde_json::from_slice(&std::fs::read(out.join(format!("{id}-receipt.json"))).unwrap())
+            .unwrap();
+    assert_eq!(receipt["request_id"], id.as_str());
+    assert_eq!(receipt["approved_by"], "li");
+    assert_eq!(receipt["exported_by"], "wang");
+    assert_eq!(receipt["watermark"], format!("公开副本 {id}"));
+    let item = &receipt["items"][0];
+    assert_eq!(item["original_sha256"], sha.as_str());
+    let file = out.join(item["output_file"].as_str().unwrap());
+    assert_eq!(item["output_sha256"], sha256_of(&file).as_str());
+    assert_eq!(
+        export["receipt"]["items"][0]["output_sha256"],
+        item["output_sha256"]
+    );
+
+    let kept = data
+        .join("store/public")
+        .join(item["public_key"].as_str().unwrap());
+    assert_eq!(
+        sha256_of(&kept),
+        sha256_of(&file),
+        "the public tier keeps the same copy"
+    );
+    let log: Value = serde_json::from_slice(
+        &std::fs::read(format!("{}.redaction.json", kept.display())).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(log["original"]["sha256"], sha.as_str());
+    assert_eq!(log["watermark"], format!("公开副本 {id}"));
+    let text = std::fs::read_to_string(out.join(format!("{id}-receipt.txt"))).unwrap();
+    assert!(text.contains("音像资料调取回执") && text.contains("Disclosure receipt"));
+    assert!(text.contains(&sha));
+
+    let view = json(&as_actor(&data, "li", &["--json", "disclose", "show", &id]));
+    assert_eq!(view["status"], "exported");
+    assert_eq!(view["exports"][0]["actor"], "wang");
+}
