@@ -199,7 +199,8 @@ fn approved_export_is_watermarked_receipted_and_kept() {
     assert_eq!(log["original"]["sha256"], sha.as_str());
     assert_eq!(log["watermark"], format!("公开副本 {id}"));
     let text = std::fs::read_to_string(out.join(format!("{id}-receipt.txt"))).unwrap();
-    assert!(text.contains("音像资料调取回执") && text.contains("Disclosure receipt"));
+    assert!(text.contains("音像资料调取回执"));
+    assert!(text.contains("Disclosure receipt"));
     assert!(text.contains(&sha));
 
     let view = json(&as_actor(&data, "li", &["--json", "disclose", "show", &id]));

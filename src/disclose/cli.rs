@@ -13,7 +13,7 @@ use super::{Purpose, RequestView};
 pub enum DiscloseAction {
     /// File a request: purpose, items (recording SHA-256 or TIER/KEY of a clip) and a redaction spec
     Request {
-        /// Why the footage is needed
+        /// Purpose of the request
         #[arg(long, value_enum)]
         purpose: Purpose,
 

@@ -3,7 +3,7 @@
 //! bureau's rules).
 //!
 //! The workflow: `request` (requester, purpose, items, redaction spec) →
-//! `approve` or `reject` by another person who holds the approver role →
+//! `approve` or `reject` by another person with the approver role →
 //! `export`, which makes a redacted copy of each item with a visible
 //! watermark carrying the request number, writes a receipt (JSON and text,
 //! Chinese and English) with every hash, and keeps each copy, its
@@ -70,7 +70,7 @@ impl Default for DisclosureConfig {
     }
 }
 
-/// Why footage is requested.
+/// Purpose of a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Purpose {
@@ -348,7 +348,7 @@ fn decide(
     show(services, request_id)
 }
 
-/// Whether the config gives `actor` the role.
+/// Returns whether the config gives `actor` the role.
 pub fn has_role(services: &Services, actor: &str, role: Role) -> bool {
     services
         .config
@@ -374,7 +374,7 @@ pub fn list(services: &Services) -> Result<Vec<DisclosureRow>, DiscloseError> {
     Ok(services.catalog.disclosure_requests()?)
 }
 
-/// What one export produced.
+/// Result of one export: the receipt and where its files are.
 #[derive(Clone, Debug, Serialize)]
 pub struct ExportOutcome {
     pub request_id: String,
@@ -602,8 +602,8 @@ fn write_new(path: &Path, bytes: &[u8]) -> Result<(), DiscloseError> {
     file.sync_all().map_err(io)
 }
 
-/// A fresh working folder under the data directory for originals copied
-/// out of the store during an export.
+/// Creates a working folder under the data directory for originals
+/// copied out of the store during an export.
 fn tempfile_dir(services: &Services) -> Result<PathBuf, DiscloseError> {
     let dir = services.data_dir.join("work").join(format!(
         "export-{}-{}",

@@ -71,7 +71,7 @@ impl Receipt {
         }
     }
 
-    /// The receipt as text, Chinese first, then English.
+    /// Renders the receipt as text, Chinese first, then English.
     pub fn render_text(&self) -> String {
         let purpose = Purpose::text(&self.purpose);
         let none = String::from("-");

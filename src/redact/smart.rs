@@ -6,15 +6,20 @@
 //!          ─ all other samples, copied ──────────────────────────────────────────────────────────────────────┴─▶ appsrc ─ mp4mux
 //! ```
 //!
-//! Splicing rules that keep the output decodable and its timing exact:
-//! a re-encoded range starts at a sync sample and ends just before a GOP
-//! that starts with an IDR picture, so no copied frame refers to a
-//! re-encoded one; the range is encoded without B-frames, so its samples
-//! take over the original decode and presentation times one for one; and
-//! its SPS and PPS get ids the original does not use and are added to the
-//! one `avcC` sample entry, so one entry describes both the copied and the
-//! re-encoded pictures. Anything that breaks these rules is reported as
-//! unsafe, and the caller falls back to a full re-encode.
+//! Three rules keep the output decodable and its timing exact:
+//!
+//! - A re-encoded range starts at a sync sample and ends just before a GOP
+//!   that starts with an IDR picture, so no copied frame refers to a
+//!   re-encoded one.
+//! - The range is encoded without B-frames, so its samples take over the
+//!   original decode and presentation times one for one.
+//! - The new SPS and PPS get ids the original does not use and are added
+//!   to the one `avcC` sample entry, which then describes both the copied
+//!   and the re-encoded pictures.
+//!
+//! Anything that breaks these rules is reported as unsafe, and the caller
+//! falls back to a full re-encode. The output is written by GStreamer's
+//! `mp4mux` from the copied and re-encoded samples.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -37,7 +42,7 @@ use super::{Method, Outcome, RedactError, Request, Source};
 use crate::i18n::Text;
 use crate::media::index::{ContainerFormat, IndexProblem, Sample, TrackIndex, TrackKind};
 
-/// Longest wait for qtdemux to expose the streams of a file.
+/// Maximum wait for qtdemux to expose the streams of a file.
 const STREAMS_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// H.264 profiles whose pictures x264 re-encodes with the same chroma
@@ -60,9 +65,9 @@ const MAX_SPS_ID: u8 = 31;
 const FRAME_BATCH: usize = 16;
 
 /// Origin of the muxer's timeline. Samples are placed at their
-/// presentation time after it, so that decode times before the first
-/// presentation time (B-frame reordering) stay positive; the segment
-/// maps this origin to running time 0, as GStreamer's video encoders do.
+/// presentation time after it, so decode times before the first
+/// presentation time (B-frame reordering) stay positive. The segment maps
+/// this origin to running time 0, as GStreamer's video encoders do.
 const TIMELINE_ORIGIN: gst::ClockTime = gst::ClockTime::from_seconds(1000 * 3600);
 
 /// One re-encoded stretch, in seconds of presentation time.
@@ -73,7 +78,7 @@ pub struct Span {
     pub frames: u64,
 }
 
-/// Why smart render did not produce the output.
+/// Failure of smart render, split by whether a full re-encode can help.
 pub enum SmartError {
     /// The stream cannot be spliced safely; re-encode everything instead.
     Unsafe(Text),
@@ -81,7 +86,7 @@ pub enum SmartError {
     Failed(RedactError),
 }
 
-/// What to copy and what to re-encode.
+/// The splice plan: samples to copy and ranges to re-encode.
 pub struct Plan {
     video: usize,
     audio: Option<usize>,
@@ -129,9 +134,9 @@ pub fn plan(request: &Request<'_>, source: &Source) -> Result<Plan, Text> {
         ));
     }
     if !request.spec.audio.is_empty() {
-        // NOTE: with audio edits the whole recording is re-encoded, because
-        // the audio would have to be re-encoded and re-aligned with copied
-        // video; a spec with masks only keeps the fast path.
+        // NOTE: a spec with audio edits re-encodes the whole recording,
+        // because the audio is not yet re-encoded beside copied video. A
+        // spec with masks only keeps the fast path.
         return Err(unsafe_because(
             "规格包含音频处理，音频需要整体重新编码",
             "the spec edits audio, which needs the whole recording re-encoded",
@@ -321,7 +326,7 @@ fn touched_ranges(
     Ok((ranges, max_gop))
 }
 
-/// Reads whether a sample holds an IDR slice.
+/// Returns whether a sample contains an IDR slice.
 fn starts_with_idr(file: &File, sample: &Sample, length_size: usize) -> bool {
     let Ok(data) = read_sample(file, sample) else {
         return false;
@@ -337,7 +342,7 @@ fn read_sample(file: &File, sample: &Sample) -> std::io::Result<Vec<u8>> {
     Ok(data)
 }
 
-/// The NAL units of a length-prefixed H.264 sample.
+/// Splits a length-prefixed H.264 sample into its NAL units.
 fn nal_units(data: &[u8], length_size: usize) -> impl Iterator<Item = &[u8]> {
     let mut at = 0usize;
     std::iter::from_fn(move || {
@@ -457,7 +462,7 @@ impl Avcc {
         out
     }
 
-    /// The SPS and PPS ids in use.
+    /// Returns the SPS and PPS ids in use.
     fn ids(&self) -> Vec<u32> {
         let sps = self.sps.iter().filter_map(|u| read_ue(u.get(4..)?));
         let pps = self.pps.iter().filter_map(|u| read_ue(u.get(1..)?));
@@ -844,7 +849,7 @@ fn mask_decoded(
     Ok(masked)
 }
 
-/// A buffer time on the muxer's timeline for track ticks plus an offset.
+/// Converts track ticks plus an offset to a buffer time on the muxer's timeline.
 fn timeline(ticks: i64, offset: i64, timescale: u32) -> gst::ClockTime {
     let nanoseconds = i128::from(ticks + offset) * 1_000_000_000 / i128::from(timescale.max(1));
     gst::ClockTime::from_nseconds(
@@ -852,7 +857,7 @@ fn timeline(ticks: i64, offset: i64, timescale: u32) -> gst::ClockTime {
     )
 }
 
-/// The segment that maps [`TIMELINE_ORIGIN`] to running time 0.
+/// Builds the segment that maps [`TIMELINE_ORIGIN`] to running time 0.
 fn timeline_segment() -> gst::FormattedSegment<gst::ClockTime> {
     let mut segment = gst::FormattedSegment::<gst::ClockTime>::new();
     segment.set_start(TIMELINE_ORIGIN);
