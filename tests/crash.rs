@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use common::*;
 
 /// Large enough that ingest is still writing when the test kills it.
-const UPLOAD_BYTES: u64 = 1 << 30;
+const UPLOAD_BYTES: u64 = 256 << 20;
 
 #[test]
 fn kill_during_ingest_leaves_no_partial_object() {

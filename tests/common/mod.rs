@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -24,8 +24,10 @@ pub fn binary() -> Command {
 }
 
 /// Runs the binary with a data directory, failing the test on a hang.
+/// Output is read on another thread while waiting, so a large report
+/// cannot fill the pipe and stall the child.
 pub fn run(data_dir: &Path, args: &[&str]) -> Output {
-    let mut child = binary()
+    let child = binary()
         .arg("--data-dir")
         .arg(data_dir)
         .args(args)
@@ -33,16 +35,17 @@ pub fn run(data_dir: &Path, args: &[&str]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the binary starts");
-    let started = Instant::now();
-    loop {
-        if child.try_wait().expect("wait works").is_some() {
-            return child.wait_with_output().expect("output is readable");
-        }
-        if started.elapsed() > HANG_LIMIT {
-            let _ = child.kill();
+    let pid = child.id();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sender.send(child.wait_with_output());
+    });
+    match receiver.recv_timeout(HANG_LIMIT) {
+        Ok(output) => output.expect("output is readable"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
             panic!("evidence {args:?} did not finish within {HANG_LIMIT:?}");
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -76,7 +79,8 @@ pub fn file_entry<'a>(report: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no report entry for {name}"))
 }
 
-/// Counts the objects (manifests excluded) in the local store of a data directory.
+/// Counts the stored originals (manifests excluded) in the local store of
+/// a data directory; reports and derived artefacts are not counted.
 pub fn stored_objects(data_dir: &Path) -> usize {
     fn count(dir: &Path) -> usize {
         let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
@@ -96,6 +100,6 @@ pub fn stored_objects(data_dir: &Path) -> usize {
     }
     ["routine", "evidence", "longterm", "public"]
         .iter()
-        .map(|tier| count(&data_dir.join("store").join(tier)))
+        .map(|tier| count(&data_dir.join("store").join(tier).join("originals")))
         .sum()
 }
