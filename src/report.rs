@@ -235,6 +235,9 @@ impl ProcessReport {
                 let _ = writeln!(out, "  {}: {}", lang.pick("错误", "error"), error.get(lang));
             }
         }
+        if let Some(text) = self.sections.get("continuity_text").and_then(|t| t.get(lang.pick("zh", "en"))) {
+            out.push_str(text.as_str().unwrap_or_default());
+        }
         for error in &self.errors {
             let _ = writeln!(out, "{}: {}", lang.pick("错误", "error"), error.get(lang));
         }

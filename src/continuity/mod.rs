@@ -451,6 +451,17 @@ impl BatchStage for SessionStage {
             }
         }
 
+        // The readable form in both languages, for the text report of
+        // `process`, which renders sections it does not know as given.
+        let text = Text::new(
+            render::render_sections(&continuity, crate::i18n::Lang::Zh, timezone),
+            render::render_sections(&continuity, crate::i18n::Lang::En, timezone),
+        );
+        report.sections.insert(
+            "continuity_text".into(),
+            serde_json::to_value(text).expect("a text serializes"),
+        );
+
         let value = serde_json::to_value(&continuity).expect("the continuity report serializes");
         if let serde_json::Value::Object(sections) = value {
             report.sections.extend(sections);
