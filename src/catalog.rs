@@ -10,6 +10,10 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 use thiserror::Error;
 
+#[path = "worker/catalog.rs"]
+mod work;
+pub use work::{AuditEventRow, JobRow};
+
 /// How long a writer waits for another process's lock before failing:
 /// a worker and an operator's command may share one catalog.
 const BUSY_TIMEOUT_MS: u64 = 10_000;
@@ -250,6 +254,7 @@ impl Catalog {
         start_source: Option<&str>,
         probe_json: &str,
     ) -> Result<(), CatalogError> {
+        connection.execute_batch(work::SCHEMA).map_err(wrap)?;
         self.with(|c| {
             c.execute(
                 "UPDATE recordings SET readable = ?2, reason = ?3, device = ?4, officer = ?5,

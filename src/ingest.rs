@@ -41,6 +41,8 @@ pub enum IngestError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 impl IngestError {
@@ -50,6 +52,7 @@ impl IngestError {
             IngestError::Write { .. } => true,
             IngestError::Store(e) => e.is_retryable(),
             IngestError::Catalog(e) => e.is_retryable(),
+            IngestError::Audit(e) => e.is_retryable(),
         }
     }
 }
@@ -108,6 +111,7 @@ pub fn ingest(
             .head(tier, &existing.key)?
             .map(|info| info.location)
             .unwrap_or_else(|| existing.key.clone());
+        record_ingest(services, &sha256, tier, &existing.key, existing.bytes)?;
         tracing::info!(%sha256, key = %existing.key, "already ingested");
         return Ok(Ingested {
             sha256,
@@ -144,7 +148,7 @@ pub fn ingest(
         created_at: now,
         actor: services.actor.clone(),
     };
-    manifest.store(services.store.as_ref())?;
+    store_manifest_once(services, &manifest)?;
 
     services.catalog.insert_recording(&RecordingRow {
         sha256: sha256.clone(),
@@ -164,6 +168,7 @@ pub fn ingest(
         probe_json: None,
     })?;
     services.catalog.record_sighting(&sha256, &path.display().to_string(), &now.to_rfc3339())?;
+    record_ingest(services, &sha256, tier, &key, bytes)?;
 
     Ok(Ingested {
         sha256,
@@ -175,6 +180,30 @@ pub fn ingest(
         is_new: true,
         ingested_at: now,
     })
+}
+
+/// Stores the manifest; one left by an earlier run that was killed before
+/// registering the recording is kept when it describes the same bytes,
+/// since its time differs and nothing is ever overwritten.
+fn store_manifest_once(services: &Services, manifest: &Manifest) -> Result<(), IngestError> {
+    match manifest.store(services.store.as_ref()) {
+        Ok(_) => Ok(()),
+        Err(error @ StoreError::Mismatch { .. }) => {
+            match crate::store::retention::read_manifest(services.store.as_ref(), manifest.tier, &manifest.key) {
+                Ok(existing) if existing.sha256 == manifest.sha256 => Ok(()),
+                _ => Err(error.into()),
+            }
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Logs the ingest in the audit chain once per recording, also when a
+/// killed run registered the recording but did not get to log it.
+fn record_ingest(services: &Services, sha256: &str, tier: Tier, key: &str, bytes: u64) -> Result<(), IngestError> {
+    let detail = serde_json::json!({ "tier": tier.as_str(), "key": key, "bytes": bytes });
+    crate::audit::record_once(services, crate::audit::Action::Ingest, sha256, detail)?;
+    Ok(())
 }
 
 enum CopyError {

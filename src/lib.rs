@@ -10,6 +10,7 @@
 //! the line-up; `catalog` and `store` are what every stage shares; `media`
 //! holds the container readers and the GStreamer glue.
 
+pub mod audit;
 pub mod calendar;
 pub mod case;
 pub mod catalog;
@@ -24,3 +25,4 @@ pub mod report;
 pub mod runner;
 pub mod stages;
 pub mod store;
+pub mod roles;

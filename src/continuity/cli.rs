@@ -101,6 +101,8 @@ pub fn file_delay(
         .catalog
         .add_delay_filing(&sha256, reason, &services.actor, &filed_at)
         .map_err(|e| Text::new(format!("目录库错误：{e}"), format!("catalog error: {e}")))?;
+    crate::audit::record(services, crate::audit::Action::DelayFiling, &sha256, serde_json::json!({ "reason": reason }))
+        .map_err(|e| e.text())?;
     tracing::info!(%sha256, actor = %services.actor, "delay filing recorded");
     Ok(serde_json::json!({
         "sha256": sha256,

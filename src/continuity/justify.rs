@@ -153,6 +153,8 @@ pub fn justify(
         &justification.actor,
         &justification.recorded_at,
     )?;
+    let detail = serde_json::json!({ "reason": reason.code(), "basis": basis });
+    crate::audit::record_as(catalog, actor, crate::audit::Action::Justify, gap_id, detail).map_err(crate::audit::AuditError::into_catalog)?;
     tracing::info!(gap = %gap_id, reason = reason.code(), actor, "gap justified");
     Ok(justification)
 }

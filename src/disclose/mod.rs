@@ -240,6 +240,8 @@ pub fn request(
         &row,
         &rows,
     )?;
+    let detail = serde_json::json!({ "purpose": row.purpose, "items": rows.iter().map(|i| &i.sha256).collect::<Vec<_>>() });
+    crate::audit::record(services, crate::audit::Action::Request, &request_id, detail).map_err(crate::audit::AuditError::into_catalog)?;
     info!(request = %request_id, actor = %services.actor, items = rows.len(), "disclosure requested");
     show(services, &request_id)
 }
@@ -344,6 +346,8 @@ fn decide(
             expected: STATUS_REQUESTED,
         });
     }
+    let action = if to == STATUS_APPROVED { crate::audit::Action::Approve } else { crate::audit::Action::Reject };
+    crate::audit::record(services, action, request_id, serde_json::json!({ "reason": reason })).map_err(crate::audit::AuditError::into_catalog)?;
     info!(request = %request_id, %actor, decision = to, "disclosure decided");
     show(services, request_id)
 }
@@ -421,6 +425,8 @@ pub fn export(
         // these bytes.
         let original = work.join(format!("original-{}.mp4", item.position));
         {
+            let detail = serde_json::json!({ "tier": tier.as_str(), "key": item.key, "request": request_id });
+            crate::audit::record(services, crate::audit::Action::Read, &item.sha256, detail).map_err(crate::audit::AuditError::into_catalog)?;
             let mut reader = services.store.open(tier, &item.key)?;
             let mut file = std::fs::File::create(&original).map_err(io(&original))?;
             std::io::copy(&mut reader, &mut file).map_err(io(&original))?;
@@ -525,6 +531,8 @@ pub fn export(
             decided_at: now.to_rfc3339(),
         },
     )?;
+    let detail = serde_json::json!({ "items": receipt.items.iter().map(|i| &i.output_sha256).collect::<Vec<_>>() });
+    crate::audit::record(services, crate::audit::Action::Export, request_id, detail).map_err(crate::audit::AuditError::into_catalog)?;
     info!(request = %request_id, actor = %services.actor, items = receipt.items.len(), "disclosure exported");
     Ok(ExportOutcome {
         request_id: request_id.to_string(),

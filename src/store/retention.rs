@@ -363,6 +363,8 @@ pub fn promote(
         actor,
         &now.to_rfc3339(),
     )?;
+    let detail = serde_json::json!({ "trigger": trigger.as_str(), "note": note, "from_tier": from_tier.as_str(), "key": key });
+    crate::audit::record_as(catalog, actor, crate::audit::Action::Promote, sha256, detail).map_err(crate::audit::AuditError::into_catalog)?;
     catalog.set_recording_tier(sha256, Tier::Longterm.as_str())?;
     Ok(Promotion {
         sha256: sha256.to_string(),

@@ -1,0 +1,378 @@
+//! The audit log: every use of stored footage, as an append-only chain.
+//!
+//! Article 16 forbids reading archived footage on one's own authority and
+//! Article 19 makes deleting or altering records misconduct, so each
+//! ingest, read, export, approval, justification, promotion and permitted
+//! deletion appends an event (actor, action, object, time, detail) to the
+//! catalog's `audit_events`. Each event carries the SHA-256 of the event
+//! before it and its own SHA-256 over all of that, so `evidence audit
+//! verify` finds an event that was changed, removed or moved and names it.
+//!
+//! Other modules call [`record`] (or [`record_once`] for a stage that may
+//! run again after a crash).
+//!
+//! NOTE: an event cut off the end of the chain, together with everything
+//! after it, leaves a shorter chain that still verifies; anchoring the
+//! head hash outside the catalog (a report, the store) would catch that.
+
+use std::fmt::Write as _;
+
+use chrono::{SecondsFormat, Utc};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::catalog::{AuditEventRow, Catalog, CatalogError};
+use crate::i18n::{Lang, Text};
+use crate::runner::Services;
+
+/// The predecessor of the first event: 64 zeros, the size of a SHA-256.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// What was done to the object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// An upload became a stored original.
+    Ingest,
+    /// Stored footage was read (copied out, decoded, split, redacted).
+    Read,
+    /// A copy left the product (a disclosure export, a package).
+    Export,
+    /// A disclosure request was filed.
+    Request,
+    Approve,
+    Reject,
+    /// A gap was justified (Article 6).
+    Justify,
+    /// A late upload was explained (Article 11).
+    DelayFiling,
+    /// A recording was kept long-term (Article 13).
+    Promote,
+    /// An object whose retention had ended was deleted.
+    Delete,
+    /// A derived artefact (clip, redacted copy) was stored.
+    Derive,
+    /// A case was processed again with its current record.
+    Reprocess,
+    /// A compliance report was made.
+    Report,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Ingest => "ingest",
+            Action::Read => "read",
+            Action::Export => "export",
+            Action::Request => "request",
+            Action::Approve => "approve",
+            Action::Reject => "reject",
+            Action::Justify => "justify",
+            Action::DelayFiling => "delay_filing",
+            Action::Promote => "promote",
+            Action::Delete => "delete",
+            Action::Derive => "derive",
+            Action::Reprocess => "reprocess",
+            Action::Report => "report",
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum AuditError {
+    #[error("audit event {action} on {object} not recorded: {source}")]
+    Catalog {
+        action: &'static str,
+        object: String,
+        source: CatalogError,
+    },
+}
+
+impl AuditError {
+    pub fn is_retryable(&self) -> bool {
+        let AuditError::Catalog { source, .. } = self;
+        source.is_retryable()
+    }
+
+    /// The catalog failure underneath, for callers whose errors carry one.
+    pub fn into_catalog(self) -> CatalogError {
+        let AuditError::Catalog { source, .. } = self;
+        source
+    }
+
+    pub fn text(&self) -> Text {
+        let AuditError::Catalog { action, object, source } = self;
+        Text::new(
+            format!("审计事件 {action}（{object}）未能记录：{source}"),
+            self.to_string(),
+        )
+    }
+}
+
+/// Appends an event by the acting person of `services`.
+pub fn record(services: &Services, action: Action, object: &str, detail: serde_json::Value) -> Result<AuditEventRow, AuditError> {
+    record_as(&services.catalog, &services.actor, action, object, detail)
+}
+
+/// Appends an event unless one of the same action on the same object is
+/// already in the chain: a stage rerun after a crash logs its fact once.
+pub fn record_once(services: &Services, action: Action, object: &str, detail: serde_json::Value) -> Result<(), AuditError> {
+    let wrap = |source| AuditError::Catalog {
+        action: action.as_str(),
+        object: object.to_string(),
+        source,
+    };
+    if services.catalog.has_audit_event(action.as_str(), object).map_err(wrap)? {
+        return Ok(());
+    }
+    record(services, action, object, detail).map(|_| ())
+}
+
+/// Appends an event by `actor`.
+pub fn record_as(catalog: &Catalog, actor: &str, action: Action, object: &str, detail: serde_json::Value) -> Result<AuditEventRow, AuditError> {
+    let at = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
+    let detail_json = detail.to_string();
+    let hash_of = |prev: &str| event_hash(prev, &at, actor, action.as_str(), object, &detail_json);
+    let row = catalog
+        .append_audit_event(&at, actor, action.as_str(), object, &detail_json, GENESIS, &hash_of)
+        .map_err(|source| AuditError::Catalog {
+            action: action.as_str(),
+            object: object.to_string(),
+            source,
+        })?;
+    tracing::debug!(seq = row.seq, action = action.as_str(), object, "audit event recorded");
+    Ok(row)
+}
+
+/// SHA-256 over the predecessor's hash and the event's fields, as a JSON
+/// array so that no field can bleed into the next. The sequence number is
+/// left out, so that a moved event still matches its own hash and is
+/// reported as moved rather than changed.
+pub fn event_hash(prev_hash: &str, at: &str, actor: &str, action: &str, object: &str, detail_json: &str) -> String {
+    let fields = serde_json::json!([prev_hash, at, actor, action, object, detail_json]);
+    hex::encode(Sha256::digest(fields.to_string().as_bytes()))
+}
+
+/// How an event breaks the chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    /// Its fields no longer match its hash, or its hash was rewritten.
+    Changed,
+    /// One or more events before it are gone.
+    Removed,
+    /// It stands before an event that was recorded before it.
+    Reordered,
+}
+
+/// One break of the chain, naming the event.
+#[derive(Clone, Debug, Serialize)]
+pub struct Problem {
+    pub seq: i64,
+    pub kind: ProblemKind,
+    pub action: String,
+    pub object: String,
+    pub at: String,
+    pub message: Text,
+}
+
+/// The outcome of `evidence audit verify`.
+#[derive(Clone, Debug, Serialize)]
+pub struct VerifyReport {
+    pub checked: usize,
+    pub intact: bool,
+    /// Hash of the last event: write it down to detect a cut-off tail later.
+    pub head_hash: Option<String>,
+    pub problems: Vec<Problem>,
+}
+
+impl VerifyReport {
+    pub fn render_text(&self, lang: Lang) -> String {
+        let mut out = String::new();
+        if self.intact {
+            let _ = writeln!(
+                out,
+                "{} {} {}",
+                lang.pick("审计链完整：已核验", "audit chain intact:"),
+                self.checked,
+                lang.pick("条事件", "events checked")
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "{} {} {}，{} {}",
+                lang.pick("审计链已被改动：已核验", "audit chain broken:"),
+                self.checked,
+                lang.pick("条事件", "events checked"),
+                self.problems.len(),
+                lang.pick("处问题", "problems")
+            );
+        }
+        if let Some(head) = &self.head_hash {
+            let _ = writeln!(out, "  {} {head}", lang.pick("最新事件哈希", "head hash"));
+        }
+        for problem in &self.problems {
+            let _ = writeln!(out, "  #{} {} {}: {}", problem.seq, problem.action, problem.object, problem.message.get(lang));
+        }
+        out
+    }
+}
+
+/// Walks the chain and names every event that was changed, removed or moved.
+pub fn verify(catalog: &Catalog) -> Result<VerifyReport, CatalogError> {
+    let events = catalog.audit_events()?;
+    Ok(verify_events(&events))
+}
+
+fn verify_events(events: &[AuditEventRow]) -> VerifyReport {
+    let position_of_hash: std::collections::HashMap<&str, usize> =
+        events.iter().enumerate().map(|(i, e)| (e.hash.as_str(), i)).collect();
+    let mut problems = Vec::new();
+    let problem = |event: &AuditEventRow, kind, message| Problem {
+        seq: event.seq,
+        kind,
+        action: event.action.clone(),
+        object: event.object.clone(),
+        at: event.at.clone(),
+        message,
+    };
+
+    for (i, event) in events.iter().enumerate() {
+        let recomputed = event_hash(&event.prev_hash, &event.at, &event.actor, &event.action, &event.object, &event.detail_json);
+        if recomputed != event.hash {
+            problems.push(problem(
+                event,
+                ProblemKind::Changed,
+                Text::new(
+                    format!("事件 #{} 的内容与其哈希不符：记录后被改动过", event.seq),
+                    format!("event #{} does not match its hash: it was changed after it was recorded", event.seq),
+                ),
+            ));
+        }
+
+        let expected_prev = if i == 0 { GENESIS } else { events[i - 1].hash.as_str() };
+        if event.prev_hash == expected_prev {
+            continue;
+        }
+        let previous_seq = if i == 0 { 0 } else { events[i - 1].seq };
+        match position_of_hash.get(event.prev_hash.as_str()) {
+            Some(&j) if j > i => problems.push(problem(
+                event,
+                ProblemKind::Reordered,
+                Text::new(
+                    format!("事件 #{} 排在事件 #{} 之前，但记录时间在其之后：事件顺序被调换过", event.seq, events[j].seq),
+                    format!(
+                        "event #{} stands before event #{} although it was recorded after it: events were reordered",
+                        event.seq, events[j].seq
+                    ),
+                ),
+            )),
+            Some(_) => problems.push(problem(
+                event,
+                ProblemKind::Reordered,
+                Text::new(
+                    format!("事件 #{} 不接在事件 #{} 之后：事件顺序被调换过", event.seq, previous_seq),
+                    format!("event #{} does not follow event #{}: events were reordered", event.seq, previous_seq),
+                ),
+            )),
+            None if i > 0 && event.seq == previous_seq + 1 && event.prev_hash != GENESIS => problems.push(problem(
+                &events[i - 1],
+                ProblemKind::Changed,
+                Text::new(
+                    format!("事件 #{} 的哈希被改写过：其后的事件 #{} 指向另一个哈希", previous_seq, event.seq),
+                    format!("event #{} had its hash rewritten: event #{} after it links to another hash", previous_seq, event.seq),
+                ),
+            )),
+            None => problems.push(problem(
+                event,
+                ProblemKind::Removed,
+                Text::new(
+                    format!("事件 #{} 之前（#{} 之后）的事件被删除了", event.seq, previous_seq),
+                    format!("events before #{} (after #{}) were removed", event.seq, previous_seq),
+                ),
+            )),
+        }
+    }
+
+    VerifyReport {
+        checked: events.len(),
+        intact: problems.is_empty(),
+        head_hash: events.last().map(|e| e.hash.clone()),
+        problems,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(n: usize) -> Vec<AuditEventRow> {
+        let mut events = Vec::new();
+        let mut prev = GENESIS.to_string();
+        for i in 1..=n {
+            let at = format!("2024-05-01T10:00:{i:02}Z");
+            let object = format!("object-{i}");
+            let hash = event_hash(&prev, &at, "op", "read", &object, "{}");
+            events.push(AuditEventRow {
+                seq: i as i64,
+                at,
+                actor: "op".into(),
+                action: "read".into(),
+                object,
+                detail_json: "{}".into(),
+                prev_hash: prev.clone(),
+                hash: hash.clone(),
+            });
+            prev = hash;
+        }
+        events
+    }
+
+    #[test]
+    fn untouched_chain_is_intact() {
+        let report = verify_events(&chain(5));
+        assert!(report.intact);
+        assert_eq!(report.checked, 5);
+    }
+
+    #[test]
+    fn changed_field_is_named() {
+        let mut events = chain(5);
+        events[2].actor = "someone-else".into();
+        let report = verify_events(&events);
+        assert_eq!(report.problems.len(), 1);
+        assert_eq!((report.problems[0].seq, report.problems[0].kind), (3, ProblemKind::Changed));
+    }
+
+    #[test]
+    fn rewritten_hash_is_named_as_changed() {
+        let mut events = chain(5);
+        events[2].object = "other".into();
+        events[2].hash = event_hash(&events[2].prev_hash, &events[2].at, "op", "read", "other", "{}");
+        let report = verify_events(&events);
+        assert_eq!(report.problems.len(), 1);
+        assert_eq!((report.problems[0].seq, report.problems[0].kind), (3, ProblemKind::Changed));
+    }
+
+    #[test]
+    fn removed_event_is_named_by_its_successor() {
+        let mut events = chain(5);
+        events.remove(2);
+        let report = verify_events(&events);
+        assert_eq!(report.problems.len(), 1);
+        assert_eq!((report.problems[0].seq, report.problems[0].kind), (4, ProblemKind::Removed));
+    }
+
+    #[test]
+    fn swapped_events_are_named_as_reordered() {
+        let mut events = chain(5);
+        events.swap(1, 2);
+        events[1].seq = 2;
+        events[2].seq = 3;
+        let report = verify_events(&events);
+        assert!(!report.intact);
+        assert!(report.problems.iter().all(|p| p.kind == ProblemKind::Reordered));
+        assert_eq!(report.problems[0].seq, 2);
+    }
+}

@@ -1,0 +1,294 @@
+//! The catalog's tables for durable jobs and the audit chain.
+//!
+//! Kept beside the worker so that the shared catalog file only names this
+//! module; the SQL still runs through the catalog's one connection. Times
+//! that are compared (leases, backoff) are Unix milliseconds, because text
+//! times sort differently under some database collations.
+
+use rusqlite::{params, OptionalExtension};
+
+use super::{Catalog, CatalogError};
+
+/// Tables of this module, created with the rest of the catalog.
+pub(super) const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind         TEXT NOT NULL,
+    subject      TEXT NOT NULL,
+    payload_json TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    not_before   INTEGER NOT NULL,
+    lease_owner  TEXT,
+    lease_until  INTEGER,
+    last_error   TEXT,
+    created_at   TEXT NOT NULL,
+    updated_at   TEXT NOT NULL,
+    UNIQUE (kind, subject)
+);
+CREATE TABLE IF NOT EXISTS audit_events (
+    seq         INTEGER PRIMARY KEY,
+    at          TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    object      TEXT NOT NULL,
+    detail_json TEXT NOT NULL,
+    prev_hash   TEXT NOT NULL,
+    hash        TEXT NOT NULL
+);
+"#;
+
+/// One durable job as stored.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct JobRow {
+    pub job_id: i64,
+    pub kind: String,
+    pub subject: String,
+    pub payload_json: String,
+    /// `queued`, `running`, `done` or `failed`.
+    pub status: String,
+    pub attempts: u32,
+    pub not_before_ms: i64,
+    pub lease_owner: Option<String>,
+    pub lease_until_ms: Option<i64>,
+    /// The last failure as JSON text (`{"zh": …, "en": …}`).
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// One audit event as stored; `hash` covers every other field but `seq`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct AuditEventRow {
+    pub seq: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub object: String,
+    pub detail_json: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+const JOB_COLUMNS: &str = "job_id, kind, subject, payload_json, status, attempts, not_before, lease_owner,
+                           lease_until, last_error, created_at, updated_at";
+
+fn row_to_job(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
+    Ok(JobRow {
+        job_id: row.get(0)?,
+        kind: row.get(1)?,
+        subject: row.get(2)?,
+        payload_json: row.get(3)?,
+        status: row.get(4)?,
+        attempts: row.get(5)?,
+        not_before_ms: row.get(6)?,
+        lease_owner: row.get(7)?,
+        lease_until_ms: row.get(8)?,
+        last_error: row.get(9)?,
+        created_at: row.get(10)?,
+        updated_at: row.get(11)?,
+    })
+}
+
+/// Durable jobs: enqueue once per (kind, subject), claim under a lease.
+impl Catalog {
+    /// Adds a job unless one of the same kind and subject exists; returns
+    /// whether it was added, so that an upload seen twice is queued once.
+    pub fn enqueue_job(&self, kind: &str, subject: &str, payload_json: &str, now: &str, now_ms: i64) -> Result<bool, CatalogError> {
+        self.with(|c| {
+            let added = c.execute(
+                "INSERT INTO jobs (kind, subject, payload_json, status, not_before, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?5)
+                 ON CONFLICT (kind, subject) DO NOTHING",
+                params![kind, subject, payload_json, now_ms, now],
+            )?;
+            Ok(added == 1)
+        })
+    }
+
+    /// Puts a finished or failed job back in the queue with a new payload,
+    /// for work that must run again (a reprocessed case).
+    pub fn requeue_job(&self, kind: &str, subject: &str, payload_json: &str, now: &str, now_ms: i64) -> Result<(), CatalogError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO jobs (kind, subject, payload_json, status, not_before, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?5)
+                 ON CONFLICT (kind, subject) DO UPDATE SET payload_json = excluded.payload_json,
+                     status = 'queued', attempts = 0, not_before = excluded.not_before,
+                     lease_owner = NULL, lease_until = NULL, updated_at = excluded.updated_at
+                 WHERE jobs.status <> 'running'",
+                params![kind, subject, payload_json, now_ms, now],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Claims the oldest job that is due, or whose lease has run out, for
+    /// `owner` until `lease_until_ms`. One statement, so that two workers
+    /// never claim the same job.
+    pub fn claim_job(&self, owner: &str, now: &str, now_ms: i64, lease_until_ms: i64) -> Result<Option<JobRow>, CatalogError> {
+        let sql = format!(
+            "UPDATE jobs SET status = 'running', lease_owner = ?1, lease_until = ?2, attempts = attempts + 1,
+                             updated_at = ?3
+             WHERE job_id = (SELECT job_id FROM jobs
+                             WHERE (status = 'queued' AND not_before <= ?4)
+                                OR (status = 'running' AND lease_until < ?4)
+                             ORDER BY job_id LIMIT 1)
+             RETURNING {JOB_COLUMNS}"
+        );
+        self.with(|c| {
+            c.query_row(&sql, params![owner, lease_until_ms, now, now_ms], row_to_job)
+                .optional()
+        })
+    }
+
+    /// Extends a lease while its owner still holds it; false when another
+    /// worker has taken the job over.
+    pub fn renew_lease(&self, job_id: i64, owner: &str, lease_until_ms: i64) -> Result<bool, CatalogError> {
+        self.with(|c| {
+            let changed = c.execute(
+                "UPDATE jobs SET lease_until = ?3 WHERE job_id = ?1 AND lease_owner = ?2 AND status = 'running'",
+                params![job_id, owner, lease_until_ms],
+            )?;
+            Ok(changed == 1)
+        })
+    }
+
+    /// Ends a job: `done`, `failed`, or back to `queued` after `not_before_ms`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn settle_job(
+        &self,
+        job_id: i64,
+        owner: &str,
+        status: &str,
+        not_before_ms: i64,
+        error_json: Option<&str>,
+        now: &str,
+    ) -> Result<bool, CatalogError> {
+        self.with(|c| {
+            let changed = c.execute(
+                "UPDATE jobs SET status = ?3, not_before = ?4, last_error = COALESCE(?5, last_error),
+                                 lease_owner = NULL, lease_until = NULL, updated_at = ?6
+                 WHERE job_id = ?1 AND lease_owner = ?2 AND status = 'running'",
+                params![job_id, owner, status, not_before_ms, error_json, now],
+            )?;
+            Ok(changed == 1)
+        })
+    }
+
+    /// Frees the leases of owners known to be dead (a worker on this
+    /// machine whose process is gone), so their jobs need not wait for expiry.
+    pub fn release_leases_of(&self, owner: &str, now: &str) -> Result<usize, CatalogError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_until = NULL, updated_at = ?2
+                 WHERE lease_owner = ?1 AND status = 'running'",
+                params![owner, now],
+            )
+        })
+    }
+
+    pub fn jobs(&self) -> Result<Vec<JobRow>, CatalogError> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY job_id");
+        self.with(|c| {
+            let mut statement = c.prepare(&sql)?;
+            let rows = statement.query_map([], row_to_job)?;
+            rows.collect()
+        })
+    }
+}
+
+/// The audit chain: events are only appended, each linked to the last.
+impl Catalog {
+    /// Appends an event whose hash `hash_of(prev_hash)` computes; the read
+    /// of the last hash and the insert are one write transaction, so that
+    /// two processes never link to the same predecessor.
+    #[allow(clippy::too_many_arguments)]
+    pub fn append_audit_event(
+        &self,
+        at: &str,
+        actor: &str,
+        action: &str,
+        object: &str,
+        detail_json: &str,
+        genesis: &str,
+        hash_of: &dyn Fn(&str) -> String,
+    ) -> Result<AuditEventRow, CatalogError> {
+        self.with(|c| {
+            c.execute_batch("BEGIN IMMEDIATE")?;
+            let result = (|| {
+                let last: Option<(i64, String)> = c
+                    .query_row("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1", [], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })
+                    .optional()?;
+                let (seq, prev_hash) = match last {
+                    Some((seq, hash)) => (seq + 1, hash),
+                    None => (1, genesis.to_string()),
+                };
+                let hash = hash_of(&prev_hash);
+                c.execute(
+                    "INSERT INTO audit_events (seq, at, actor, action, object, detail_json, prev_hash, hash)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![seq, at, actor, action, object, detail_json, prev_hash, hash],
+                )?;
+                Ok(AuditEventRow {
+                    seq,
+                    at: at.to_string(),
+                    actor: actor.to_string(),
+                    action: action.to_string(),
+                    object: object.to_string(),
+                    detail_json: detail_json.to_string(),
+                    prev_hash,
+                    hash,
+                })
+            })();
+            match result {
+                Ok(row) => {
+                    c.execute_batch("COMMIT")?;
+                    Ok(row)
+                }
+                Err(error) => {
+                    let _ = c.execute_batch("ROLLBACK");
+                    Err(error)
+                }
+            }
+        })
+    }
+
+    /// Every event in the order of its sequence number.
+    pub fn audit_events(&self) -> Result<Vec<AuditEventRow>, CatalogError> {
+        self.with(|c| {
+            let mut statement = c.prepare(
+                "SELECT seq, at, actor, action, object, detail_json, prev_hash, hash FROM audit_events ORDER BY seq",
+            )?;
+            let rows = statement.query_map([], |row| {
+                Ok(AuditEventRow {
+                    seq: row.get(0)?,
+                    at: row.get(1)?,
+                    actor: row.get(2)?,
+                    action: row.get(3)?,
+                    object: row.get(4)?,
+                    detail_json: row.get(5)?,
+                    prev_hash: row.get(6)?,
+                    hash: row.get(7)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Whether an event of this action on this object was recorded, so
+    /// that a stage run again after a crash logs its event once.
+    pub fn has_audit_event(&self, action: &str, object: &str) -> Result<bool, CatalogError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT 1 FROM audit_events WHERE action = ?1 AND object = ?2 LIMIT 1",
+                params![action, object],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|found| found.is_some())
+        })
+    }
+}
