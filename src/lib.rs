@@ -25,4 +25,6 @@ pub mod report;
 pub mod runner;
 pub mod stages;
 pub mod store;
-pub mod roles;
+pub mod timeline;
+pub mod worker;
+pub mod status;

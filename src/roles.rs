@@ -55,7 +55,7 @@ pub fn require(services: &Services, command: &'static str, needed: &[Role]) -> R
     if needed.iter().any(|role| has_role(services, &services.actor, *role)) {
         return Ok(());
     }
-    tracing::warn!(actor = %services.actor, command, "refused: role missing");
+    tracing::info!(actor = %services.actor, command, "refused: role missing");
     Err(RoleError {
         actor: services.actor.clone(),
         command,

@@ -240,7 +240,7 @@ impl Runner {
 
 /// Stores the probe's facts and findings in the catalog; a failure here
 /// degrades the catalog but loses nothing, since the original is stored.
-fn record_probe(services: &Services, sha256: &str, probe: &Probe) {
+pub fn record_probe(services: &Services, sha256: &str, probe: &Probe) {
     let reason = probe.reason.as_ref().map(|r| r.en.clone());
     let start = probe.start.to_rfc3339();
     let start_source = serde_json::to_value(probe.start_source)

@@ -292,3 +292,32 @@ impl Catalog {
         })
     }
 }
+
+/// Case records as stored, for reprocessing and reports.
+impl Catalog {
+    /// The stored record of a case, as JSON text.
+    pub fn case_record(&self, case_id: &str) -> Result<Option<String>, CatalogError> {
+        self.with(|c| {
+            c.query_row("SELECT record_json FROM cases WHERE case_id = ?1", [case_id], |row| row.get(0))
+                .optional()
+        })
+    }
+
+    /// Every stored case record as JSON text, by case id.
+    pub fn case_records(&self) -> Result<Vec<String>, CatalogError> {
+        self.with(|c| {
+            let mut statement = c.prepare("SELECT record_json FROM cases ORDER BY case_id")?;
+            let rows = statement.query_map([], |row| row.get(0))?;
+            rows.collect()
+        })
+    }
+
+    /// Paths at which a recording was uploaded.
+    pub fn sightings(&self, sha256: &str) -> Result<Vec<String>, CatalogError> {
+        self.with(|c| {
+            let mut statement = c.prepare("SELECT path FROM sightings WHERE sha256 = ?1 ORDER BY seen_at")?;
+            let rows = statement.query_map([sha256], |row| row.get(0))?;
+            rows.collect()
+        })
+    }
+}

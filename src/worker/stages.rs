@@ -1,0 +1,362 @@
+//! What each kind of job does, and what it queues next.
+//!
+//! ```text
+//! upload ─▶ ingest ─▶ analyze (probe, continuity) ─▶ sessions (device) ─▶ case (units, split)
+//! case record (*.json) ─────────────────────────────────────────────────▶ case
+//! ```
+//!
+//! Every kind is idempotent by content hash: ingest recognizes a stored
+//! recording by its SHA-256, findings and sessions replace their rows,
+//! and a split with an unchanged plan writes nothing. So a job run again
+//! after a crash finishes the work without doubling any artefact.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::case::CaseRecord;
+use crate::catalog::{JobRow, RecordingRow};
+use crate::i18n::Text;
+use crate::ingest::{self, Ingested};
+use crate::report::ProcessReport;
+use crate::runner::{record_probe, RecordingJob, Runner, Services, StageError};
+use crate::store::Tier;
+use crate::{naming, probe};
+
+/// Recordings that started this long before a case's first unit may
+/// still cover it: a camera chapter runs 30 minutes at most, and a day
+/// leaves room for chapters that a station cut longer.
+const CASE_LOOKBACK_HOURS: i64 = 24;
+
+/// The kinds of job, in pipeline order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Ingest,
+    Analyze,
+    Sessions,
+    Case,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Ingest => "ingest",
+            Kind::Analyze => "analyze",
+            Kind::Sessions => "sessions",
+            Kind::Case => "case",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Kind> {
+        [Kind::Ingest, Kind::Analyze, Kind::Sessions, Kind::Case]
+            .into_iter()
+            .find(|k| k.as_str() == text)
+    }
+}
+
+/// What a job carries besides its subject.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Payload {
+    /// The upload (ingest), or the case record file (case).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// The recording (analyze, sessions).
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// The device whose sessions are rebuilt.
+    #[serde(default)]
+    pub device: Option<String>,
+    /// The case whose units are covered and split.
+    #[serde(default)]
+    pub case_id: Option<String>,
+}
+
+/// A job to queue once the current one has succeeded.
+pub struct FollowUp {
+    pub kind: Kind,
+    pub subject: String,
+    pub payload: Payload,
+}
+
+/// Runs one job; returns the jobs it leads to.
+pub fn run_job(services: &Services, runner: &Runner, job: &JobRow) -> Result<Vec<FollowUp>, StageError> {
+    let kind = Kind::parse(&job.kind).ok_or_else(|| {
+        StageError::permanent(Text::new(format!("未知的任务类型 {}", job.kind), format!("unknown job kind {}", job.kind)))
+    })?;
+    let payload: Payload = serde_json::from_str(&job.payload_json).map_err(|e| {
+        StageError::permanent(Text::new(format!("任务内容无效：{e}"), format!("invalid job payload: {e}")))
+    })?;
+    match kind {
+        Kind::Ingest => run_ingest(services, &payload),
+        Kind::Analyze => run_analyze(services, runner, &payload),
+        Kind::Sessions => run_sessions(services, runner, &payload),
+        Kind::Case => run_case_job(services, runner, &payload),
+    }
+}
+
+fn run_ingest(services: &Services, payload: &Payload) -> Result<Vec<FollowUp>, StageError> {
+    let path = payload.path.as_deref().ok_or_else(|| missing("path"))?;
+    let name = naming::parse_file_name(&ingest::file_name_of(path), &services.config.name_patterns, services.config.timezone());
+    let ingested = ingest::ingest(services, path, name.as_ref(), None).map_err(|e| StageError {
+        is_retryable: e.is_retryable(),
+        message: Text::new(format!("导入失败：{e}"), format!("ingest failed: {e}")),
+    })?;
+    tracing::info!(sha256 = %ingested.sha256, new = ingested.is_new, "ingested");
+    Ok(vec![FollowUp {
+        kind: Kind::Analyze,
+        subject: ingested.sha256.clone(),
+        payload: Payload {
+            path: Some(path.to_path_buf()),
+            sha256: Some(ingested.sha256),
+            ..Payload::default()
+        },
+    }])
+}
+
+fn run_analyze(services: &Services, runner: &Runner, payload: &Payload) -> Result<Vec<FollowUp>, StageError> {
+    let sha256 = payload.sha256.as_deref().ok_or_else(|| missing("sha256"))?;
+    let row = recording(services, sha256)?;
+    let mut job = load_job(services, &row, payload.path.as_deref())?;
+    if let Some(probe) = &job.probe {
+        record_probe(services, sha256, probe);
+    }
+    for stage in &runner.recording_stages {
+        let span = tracing::info_span!("stage", stage = stage.name());
+        let _entered = span.enter();
+        stage.run(services, &mut job)?;
+    }
+    let device = job.probe.as_ref().and_then(|p| p.device.clone());
+    Ok(device
+        .map(|device| FollowUp {
+            kind: Kind::Sessions,
+            subject: format!("{device}@{sha256}"),
+            payload: Payload {
+                sha256: Some(sha256.to_string()),
+                device: Some(device),
+                ..Payload::default()
+            },
+        })
+        .into_iter()
+        .collect())
+}
+
+/// Rebuilds the sessions of the device from all its recordings, then
+/// queues every stored case whose units the new recording may cover.
+fn run_sessions(services: &Services, runner: &Runner, payload: &Payload) -> Result<Vec<FollowUp>, StageError> {
+    let device = payload.device.as_deref().ok_or_else(|| missing("device"))?;
+    let rows: Vec<RecordingRow> = services
+        .catalog
+        .recordings()
+        .map_err(catalog_error)?
+        .into_iter()
+        .filter(|r| r.readable && r.device.as_deref() == Some(device))
+        .collect();
+    let mut jobs = Vec::new();
+    for row in &rows {
+        jobs.push(load_job(services, row, None)?);
+    }
+    run_batch(services, runner, None, &mut jobs)?;
+
+    let Some(start) = payload
+        .sha256
+        .as_deref()
+        .and_then(|sha| rows.iter().find(|r| r.sha256 == sha))
+        .and_then(|r| r.start.as_deref())
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+    else {
+        return Ok(Vec::new());
+    };
+    let start = start.with_timezone(&Utc);
+    let mut follow_ups = Vec::new();
+    for case in stored_cases(services)? {
+        let (from, to) = case_window(&case);
+        if start >= from - Duration::hours(CASE_LOOKBACK_HOURS) && start <= to {
+            follow_ups.push(FollowUp {
+                kind: Kind::Case,
+                subject: format!("{}@{}", case.case_id, payload.sha256.as_deref().unwrap_or_default()),
+                payload: Payload {
+                    case_id: Some(case.case_id.clone()),
+                    ..Payload::default()
+                },
+            });
+        }
+    }
+    Ok(follow_ups)
+}
+
+fn run_case_job(services: &Services, runner: &Runner, payload: &Payload) -> Result<Vec<FollowUp>, StageError> {
+    let case = match (&payload.path, &payload.case_id) {
+        (Some(path), _) => {
+            let case = CaseRecord::load(path).map_err(|e| {
+                StageError::permanent(Text::new(e.message(crate::i18n::Lang::Zh), e.message(crate::i18n::Lang::En)))
+            })?;
+            let json = serde_json::to_string(&case).expect("a case record serializes");
+            services
+                .catalog
+                .upsert_case(&case.case_id, &json, &Utc::now().to_rfc3339())
+                .map_err(catalog_error)?;
+            case
+        }
+        (None, Some(case_id)) => stored_case(services, case_id)?,
+        (None, None) => return Err(missing("case_id")),
+    };
+    let report = process_case(services, runner, &case)?;
+    if !report.errors.is_empty() {
+        let zh: Vec<&str> = report.errors.iter().map(|t| t.zh.as_str()).collect();
+        let en: Vec<&str> = report.errors.iter().map(|t| t.en.as_str()).collect();
+        return Err(StageError::permanent(Text::new(zh.join("；"), en.join("; "))));
+    }
+    Ok(Vec::new())
+}
+
+/// Covers a case's units and splits its clips from the recordings in the
+/// catalog; used by case jobs and by `evidence reprocess`.
+pub fn process_case(services: &Services, runner: &Runner, case: &CaseRecord) -> Result<ProcessReport, StageError> {
+    let (from, to) = case_window(case);
+    let lookback = from - Duration::hours(CASE_LOOKBACK_HOURS);
+    let mut jobs = Vec::new();
+    for row in services.catalog.recordings().map_err(catalog_error)? {
+        let start = row
+            .start
+            .as_deref()
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| t.with_timezone(&Utc));
+        if row.readable && start.is_some_and(|s| s >= lookback && s <= to) {
+            jobs.push(load_job(services, &row, None)?);
+        }
+    }
+    let report = run_batch(services, runner, Some(case), &mut jobs)?;
+    Ok(report)
+}
+
+/// The stored record of a case.
+pub fn stored_case(services: &Services, case_id: &str) -> Result<CaseRecord, StageError> {
+    let json = services
+        .catalog
+        .case_record(case_id)
+        .map_err(catalog_error)?
+        .ok_or_else(|| {
+            StageError::permanent(Text::new(
+                format!("目录库中没有案件 {case_id}：请先用 --case 处理其案件记录"),
+                format!("case {case_id} is not in the catalog: process its case record with --case first"),
+            ))
+        })?;
+    let case: CaseRecord = serde_json::from_str(&json).map_err(|e| {
+        StageError::permanent(Text::new(format!("案件 {case_id} 的记录无效：{e}"), format!("the record of case {case_id} is not valid: {e}")))
+    })?;
+    Ok(case)
+}
+
+fn stored_cases(services: &Services) -> Result<Vec<CaseRecord>, StageError> {
+    let records = services.catalog.case_records().map_err(catalog_error)?;
+    Ok(records.iter().filter_map(|json| serde_json::from_str(json).ok()).collect())
+}
+
+fn run_batch(
+    services: &Services,
+    runner: &Runner,
+    case: Option<&CaseRecord>,
+    jobs: &mut [RecordingJob],
+) -> Result<ProcessReport, StageError> {
+    let mut report = ProcessReport::new(services);
+    for stage in &runner.batch_stages {
+        let span = tracing::info_span!("stage", stage = stage.name());
+        let _entered = span.enter();
+        stage.run(services, case, jobs, &mut report)?;
+    }
+    Ok(report)
+}
+
+fn case_window(case: &CaseRecord) -> (DateTime<Utc>, DateTime<Utc>) {
+    let from = case.units.iter().map(|u| u.from).min();
+    let to = case.units.iter().map(|u| u.to).max();
+    match (from, to) {
+        (Some(from), Some(to)) => (from.with_timezone(&Utc), to.with_timezone(&Utc)),
+        _ => {
+            let ended = case.ended_at.with_timezone(&Utc);
+            (ended, ended)
+        }
+    }
+}
+
+fn recording(services: &Services, sha256: &str) -> Result<RecordingRow, StageError> {
+    services.catalog.recording(sha256).map_err(catalog_error)?.ok_or_else(|| {
+        StageError::permanent(Text::new(format!("目录库中没有录像 {sha256}"), format!("recording {sha256} is not in the catalog")))
+    })
+}
+
+/// Probes a stored recording into a job as `process` would have built it.
+/// The probe reads the stored original when it is a local file, else the
+/// upload if it still holds the same number of bytes, else a copy taken
+/// from the store and removed afterwards.
+fn load_job(services: &Services, row: &RecordingRow, upload: Option<&Path>) -> Result<RecordingJob, StageError> {
+    let tier = Tier::parse(&row.tier).unwrap_or(Tier::Routine);
+    let store_error = |e: crate::store::StoreError| StageError {
+        is_retryable: e.is_retryable(),
+        message: Text::new(format!("存储读取失败：{e}"), format!("store read failed: {e}")),
+    };
+    let location = services.store.head(tier, &row.key).map_err(store_error)?.map(|info| info.location);
+    let sighted = services.catalog.sightings(&row.sha256).map_err(catalog_error)?;
+    let upload_path = upload
+        .map(Path::to_path_buf)
+        .or_else(|| sighted.last().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(&row.file_name));
+
+    let local_original = location.as_deref().map(PathBuf::from).filter(|p| p.is_file());
+    let same_upload = Some(upload_path.clone()).filter(|p| std::fs::metadata(p).is_ok_and(|m| m.len() == row.bytes));
+    let (read_from, temporary) = match local_original.or(same_upload) {
+        Some(path) => (path, None),
+        None => {
+            let copy = fetch(services, tier, row).map_err(|e| StageError {
+                is_retryable: true,
+                message: Text::new(format!("无法从存储取回录像 {}：{e}", row.sha256), format!("cannot fetch recording {} from the store: {e}", row.sha256)),
+            })?;
+            (copy.path().to_path_buf(), Some(copy))
+        }
+    };
+
+    let name = naming::parse_file_name(&row.file_name, &services.config.name_patterns, services.config.timezone());
+    let ingested_at: DateTime<Utc> = row.ingested_at.parse().unwrap_or_else(|_| Utc::now());
+    let probe = probe::probe(&read_from, name.as_ref(), ingested_at);
+    drop(temporary);
+    Ok(RecordingJob {
+        path: upload_path,
+        name,
+        ingested: Some(Ingested {
+            sha256: row.sha256.clone(),
+            sm3: row.sm3.clone(),
+            bytes: row.bytes,
+            tier,
+            key: row.key.clone(),
+            location: location.unwrap_or_else(|| row.key.clone()),
+            is_new: false,
+            ingested_at,
+        }),
+        probe: Some(probe),
+        findings: Vec::new(),
+    })
+}
+
+/// Copies a stored original into the spool folder, for a backend whose
+/// objects are not local files.
+fn fetch(services: &Services, tier: Tier, row: &RecordingRow) -> std::io::Result<tempfile::NamedTempFile> {
+    let spool = services.data_dir.join("spool");
+    std::fs::create_dir_all(&spool)?;
+    let mut copy = tempfile::Builder::new().prefix("worker-").tempfile_in(&spool)?;
+    let mut reader = services.store.open(tier, &row.key).map_err(std::io::Error::other)?;
+    std::io::copy(&mut reader, copy.as_file_mut())?;
+    Ok(copy)
+}
+
+fn missing(field: &str) -> StageError {
+    StageError::permanent(Text::new(format!("任务缺少字段 {field}"), format!("the job lacks the field {field}")))
+}
+
+fn catalog_error(e: crate::catalog::CatalogError) -> StageError {
+    StageError {
+        is_retryable: e.is_retryable(),
+        message: Text::new(format!("目录库错误：{e}"), format!("catalog error: {e}")),
+    }
+}
