@@ -12,7 +12,7 @@ use thiserror::Error;
 
 #[path = "worker/catalog.rs"]
 mod work;
-pub use work::{AuditEventRow, JobRow};
+pub use work::{AuditEventRow, FixityRow, GapRow, JobRow, PromotionRow};
 
 /// How long a writer waits for another process's lock before failing:
 /// a worker and an operator's command may share one catalog.
@@ -55,6 +55,23 @@ CREATE TABLE IF NOT EXISTS cases (
     case_id     TEXT PRIMARY KEY,
     record_json TEXT NOT NULL,
     loaded_at   TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS clips (
+    case_id     TEXT NOT NULL,
+    unit_id     TEXT NOT NULL,
+    device      TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    tier        TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    sha256      TEXT NOT NULL,
+    sm3         TEXT NOT NULL,
+    bytes       INTEGER NOT NULL,
+    method      TEXT NOT NULL,
+    plan_sha256 TEXT NOT NULL,
+    report_json TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    PRIMARY KEY (case_id, unit_id, device, version)
 );
 CREATE TABLE IF NOT EXISTS multipart_uploads (
     upload_id     TEXT PRIMARY KEY,

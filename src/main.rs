@@ -52,6 +52,8 @@ enum Command {
         #[arg(long)]
         case: Option<PathBuf>,
     },
+    /// Cut one clip per inspected unit and device from a case's recordings (lossless unless --reencode)
+    Split(evidence::split::cli::SplitArgs),
     /// Object storage: set up buckets (lifecycle, versioning, object lock)
     Storage {
         #[command(subcommand)]
@@ -129,6 +131,9 @@ fn run(cli: Cli, lang: Lang) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Split(args) => evidence::split::cli::run(&args, &data_dir, lang, cli.json)
+            .map(ExitCode::from)
+            .map_err(|e| anyhow::anyhow!(e.get(lang).to_string())),
         Command::Storage { action: StorageAction::Init } => {
             let services = Services::open(&data_dir, lang)?;
             let report = evidence::store::s3::init_storage(&services.config.store, &data_dir, services.store.as_ref())

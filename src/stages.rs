@@ -6,6 +6,6 @@ use crate::runner::Runner;
 pub fn runner() -> Runner {
     Runner {
         recording_stages: Vec::new(),
-        batch_stages: Vec::new(),
+        batch_stages: vec![Box::new(crate::split::SplitStage)],
     }
 }

@@ -8,6 +8,7 @@
 pub mod discover;
 pub mod index;
 pub mod mp4;
+pub mod mp4_writer;
 pub mod pipeline;
 pub mod ts;
 

@@ -321,3 +321,97 @@ impl Catalog {
         })
     }
 }
+
+/// A gap as the continuity stage stored it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct GapRow {
+    pub gap_id: String,
+    pub device: String,
+    pub start: String,
+    pub end: String,
+    pub seconds: f64,
+    pub kind: String,
+    pub sha256: Option<String>,
+}
+
+/// One fixity check result.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct FixityRow {
+    pub tier: String,
+    pub copy: String,
+    pub key: String,
+    pub checked_at: String,
+    pub status: String,
+    pub expected_sha256: Option<String>,
+    pub actual_sha256: Option<String>,
+}
+
+/// One Article 13 promotion.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct PromotionRow {
+    pub sha256: String,
+    pub trigger: String,
+    pub from_tier: String,
+    pub key: String,
+    pub actor: String,
+    pub promoted_at: String,
+}
+
+/// Reads for the compliance report.
+impl Catalog {
+    pub fn gaps(&self) -> Result<Vec<GapRow>, CatalogError> {
+        self.with(|c| {
+            let mut statement = c.prepare("SELECT gap_id, device, start, end, seconds, kind, sha256 FROM gaps ORDER BY start")?;
+            let rows = statement.query_map([], |row| {
+                Ok(GapRow {
+                    gap_id: row.get(0)?,
+                    device: row.get(1)?,
+                    start: row.get(2)?,
+                    end: row.get(3)?,
+                    seconds: row.get(4)?,
+                    kind: row.get(5)?,
+                    sha256: row.get(6)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    pub fn fixity_checks(&self) -> Result<Vec<FixityRow>, CatalogError> {
+        self.with(|c| {
+            let mut statement = c.prepare(
+                "SELECT tier, copy, key, checked_at, status, expected_sha256, actual_sha256 FROM fixity_checks ORDER BY checked_at",
+            )?;
+            let rows = statement.query_map([], |row| {
+                Ok(FixityRow {
+                    tier: row.get(0)?,
+                    copy: row.get(1)?,
+                    key: row.get(2)?,
+                    checked_at: row.get(3)?,
+                    status: row.get(4)?,
+                    expected_sha256: row.get(5)?,
+                    actual_sha256: row.get(6)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    pub fn promotions(&self) -> Result<Vec<PromotionRow>, CatalogError> {
+        self.with(|c| {
+            let mut statement =
+                c.prepare("SELECT sha256, trigger, from_tier, key, actor, promoted_at FROM promotions ORDER BY promoted_at")?;
+            let rows = statement.query_map([], |row| {
+                Ok(PromotionRow {
+                    sha256: row.get(0)?,
+                    trigger: row.get(1)?,
+                    from_tier: row.get(2)?,
+                    key: row.get(3)?,
+                    actor: row.get(4)?,
+                    promoted_at: row.get(5)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+}

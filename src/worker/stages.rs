@@ -214,6 +214,13 @@ fn run_case_job(services: &Services, runner: &Runner, payload: &Payload) -> Resu
 /// Covers a case's units and splits its clips from the recordings in the
 /// catalog; used by case jobs and by `evidence reprocess`.
 pub fn process_case(services: &Services, runner: &Runner, case: &CaseRecord) -> Result<ProcessReport, StageError> {
+    let mut jobs = case_jobs(services, case)?;
+    let report = run_batch(services, runner, Some(case), &mut jobs)?;
+    Ok(report)
+}
+
+/// The recordings that may cover a case's units, probed.
+pub fn case_jobs(services: &Services, case: &CaseRecord) -> Result<Vec<RecordingJob>, StageError> {
     let (from, to) = case_window(case);
     let lookback = from - Duration::hours(CASE_LOOKBACK_HOURS);
     let mut jobs = Vec::new();
@@ -227,8 +234,7 @@ pub fn process_case(services: &Services, runner: &Runner, case: &CaseRecord) -> 
             jobs.push(load_job(services, &row, None)?);
         }
     }
-    let report = run_batch(services, runner, Some(case), &mut jobs)?;
-    Ok(report)
+    Ok(jobs)
 }
 
 /// The stored record of a case.
@@ -269,7 +275,7 @@ fn run_batch(
     Ok(report)
 }
 
-fn case_window(case: &CaseRecord) -> (DateTime<Utc>, DateTime<Utc>) {
+pub fn case_window(case: &CaseRecord) -> (DateTime<Utc>, DateTime<Utc>) {
     let from = case.units.iter().map(|u| u.from).min();
     let to = case.units.iter().map(|u| u.to).max();
     match (from, to) {
@@ -291,7 +297,7 @@ fn recording(services: &Services, sha256: &str) -> Result<RecordingRow, StageErr
 /// The probe reads the stored original when it is a local file, else the
 /// upload if it still holds the same number of bytes, else a copy taken
 /// from the store and removed afterwards.
-fn load_job(services: &Services, row: &RecordingRow, upload: Option<&Path>) -> Result<RecordingJob, StageError> {
+pub fn load_job(services: &Services, row: &RecordingRow, upload: Option<&Path>) -> Result<RecordingJob, StageError> {
     let tier = Tier::parse(&row.tier).unwrap_or(Tier::Routine);
     let store_error = |e: crate::store::StoreError| StageError {
         is_retryable: e.is_retryable(),

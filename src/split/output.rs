@@ -1,0 +1,449 @@
+//! Storing clips: versioned keys in the evidence tier, the provenance
+//! manifest beside each clip, and the catalog row.
+//!
+//! A clip's key is `clips/CASE/UNIT/DEVICE/vN.mp4`. The plan a clip was cut
+//! from is hashed; when the newest version of a unit's clip was cut from the
+//! same plan, nothing is written again, and any other plan adds version
+//! N + 1. Nothing is ever overwritten, so every version handed out stays.
+
+use std::io::{self, Write};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sm3::Sm3;
+
+use super::cut::{cut_lossless, SegmentCut, TrackNote};
+use super::plan::{ClipPlan, Gap, Recording};
+use super::{reencode, Method, SplitError, SplitOptions};
+use crate::case::{CaseRecord, Unit};
+use crate::catalog::ClipRow;
+use crate::media::mp4_writer::write_movie;
+use crate::runner::Services;
+use crate::store::{check_key, key_segment, ObjectStore, Tier, ToolVersions, MANIFEST_SUFFIX};
+
+/// Version of the clip layout this code writes; part of the plan hash, so
+/// a change of the cutter makes new versions instead of claiming old ones.
+const CLIP_FORMAT_VERSION: u32 = 1;
+
+/// The tier clips go to: they are evidence, kept as long as the case file.
+const CLIP_TIER: Tier = Tier::Evidence;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClipStatus {
+    /// Written by this run.
+    Created,
+    /// Cut from the same plan before; the stored version is reported.
+    Unchanged,
+}
+
+/// A time range on the wall clock.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct Range {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+/// One stretch of a recording in a clip.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct SegmentReport {
+    pub recording: String,
+    pub file_name: String,
+    /// Presentation seconds of the recording shown by the clip.
+    pub from: f64,
+    pub to: f64,
+    /// Presentation second of the recording from which samples are stored
+    /// (the keyframe before `from` when copying).
+    pub stored_from: f64,
+    pub preroll: f64,
+    /// Where the stretch starts on the clip's timeline, in seconds.
+    pub clip_from: f64,
+    pub wall_from: DateTime<Utc>,
+    pub wall_to: DateTime<Utc>,
+    /// Byte range of the recording the copied samples lie in.
+    pub bytes_from: u64,
+    pub bytes_to: u64,
+    pub samples: u64,
+}
+
+/// A recording a clip was made from.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct SourceReport {
+    pub sha256: String,
+    pub file_name: String,
+    pub key: String,
+}
+
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct TracksReport {
+    pub kept: Vec<serde_json::Value>,
+    pub dropped: Vec<serde_json::Value>,
+}
+
+/// One clip as reports and manifests show it.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct ClipReport {
+    pub unit_id: String,
+    pub device: String,
+    pub status: ClipStatus,
+    pub version: u32,
+    pub tier: Tier,
+    pub key: String,
+    /// Where the clip lies: a file path for the local store.
+    pub path: String,
+    /// Wall-clock start and end of what the clip presents.
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// Seconds the clip presents, recording gaps included.
+    pub duration: f64,
+    /// Seconds of footage, recording gaps excluded.
+    pub footage_seconds: f64,
+    pub requested: Range,
+    pub actual: Range,
+    /// Largest span of video stored before a boundary and hidden by the
+    /// edit list, in seconds; 0 when nothing is hidden.
+    pub preroll: f64,
+    pub method: String,
+    pub sha256: String,
+    pub sm3: String,
+    pub bytes: u64,
+    pub segments: Vec<SegmentReport>,
+    pub gaps: Vec<serde_json::Value>,
+    pub sources: Vec<SourceReport>,
+    pub tracks: TracksReport,
+}
+
+/// The custody record stored beside a clip.
+#[derive(Serialize)]
+struct ClipManifest<'a> {
+    artefact: &'static str,
+    case_id: &'a str,
+    #[serde(flatten)]
+    clip: &'a ClipReport,
+    tools: ToolVersions,
+    encoder: Option<String>,
+    created_at: DateTime<Utc>,
+    actor: &'a str,
+}
+
+/// Makes (or finds) the clip of one plan and returns its report.
+pub fn make_clip(
+    services: &Services,
+    case: &CaseRecord,
+    unit: &Unit,
+    plan: &ClipPlan,
+    recordings: &[Recording],
+    options: SplitOptions,
+) -> Result<ClipReport, SplitError> {
+    let prefix = format!(
+        "clips/{}/{}/{}/",
+        case.case_id,
+        unit.unit_id,
+        key_segment(&plan.device)
+    );
+    check_key(&format!("{prefix}v1.mp4")).map_err(|source| SplitError::Store {
+        key: prefix.clone(),
+        source,
+    })?;
+    let plan_sha256 = plan_hash(plan, recordings, options);
+
+    let versions: Vec<ClipRow> = services
+        .catalog
+        .clips(&case.case_id)?
+        .into_iter()
+        .filter(|row| row.unit_id == unit.unit_id && row.device == plan.device)
+        .collect();
+    if let Some(latest) = versions.last() {
+        let stored = services.store.head(CLIP_TIER, &latest.key).ok().flatten();
+        if latest.plan_sha256 == plan_sha256 && stored.is_some() {
+            if let Ok(mut report) = serde_json::from_str::<ClipReport>(&latest.report_json) {
+                tracing::info!(key = %latest.key, "clip unchanged; no new version");
+                report.status = ClipStatus::Unchanged;
+                return Ok(report);
+            }
+        }
+    }
+    let version = next_version(services.store.as_ref(), &prefix, &versions);
+    let key = format!("{prefix}v{version}.mp4");
+    check_key(&key).map_err(|source| SplitError::Store {
+        key: key.clone(),
+        source,
+    })?;
+
+    let mut work = None;
+    let (cut, method, encoder) = if options.reencode {
+        let made = reencode::cut_reencoded(services, plan, recordings)?;
+        work = Some(made.work_dir);
+        (made.cut, made.method, Some(made.encoder))
+    } else {
+        (
+            cut_lossless(plan, recordings)?,
+            Method::LosslessEditList,
+            None,
+        )
+    };
+
+    let store_error = |source| SplitError::Store {
+        key: key.clone(),
+        source,
+    };
+    let mut staged = services.store.stage().map_err(store_error)?;
+    let (sha256, sm3, bytes) = {
+        let mut writer = HashingWriter::new(&mut *staged);
+        write_movie(&cut.movie, &mut writer).map_err(|source| SplitError::Write {
+            key: key.clone(),
+            source,
+        })?;
+        writer.finish()
+    };
+    let info = staged
+        .commit(CLIP_TIER, &key, &sha256)
+        .map_err(store_error)?;
+    drop(work);
+    tracing::info!(%key, %sha256, bytes, method = method.as_str(), "clip stored");
+
+    let report = clip_report(
+        plan,
+        recordings,
+        &cut.segments,
+        &cut.kept,
+        &cut.dropped,
+        ClipFacts {
+            version,
+            key: key.clone(),
+            path: info.location,
+            method,
+            sha256: sha256.clone(),
+            sm3: sm3.clone(),
+            bytes,
+        },
+    );
+    let now = Utc::now();
+    let manifest = ClipManifest {
+        artefact: "clip",
+        case_id: &case.case_id,
+        clip: &report,
+        tools: ToolVersions::current(),
+        encoder,
+        created_at: now,
+        actor: &services.actor,
+    };
+    let manifest_bytes = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
+    let manifest_key = format!("{key}{MANIFEST_SUFFIX}");
+    services
+        .store
+        .put_small(CLIP_TIER, &manifest_key, &manifest_bytes)
+        .map_err(|source| SplitError::Store {
+            key: manifest_key,
+            source,
+        })?;
+
+    services.catalog.insert_clip(&ClipRow {
+        case_id: case.case_id.clone(),
+        unit_id: unit.unit_id.clone(),
+        device: plan.device.clone(),
+        version,
+        tier: CLIP_TIER.as_str().into(),
+        key,
+        sha256,
+        sm3,
+        bytes,
+        method: method.as_str().into(),
+        plan_sha256,
+        report_json: serde_json::to_string(&report).expect("a report serializes"),
+        created_at: now.to_rfc3339(),
+        actor: services.actor.clone(),
+    })?;
+    Ok(report)
+}
+
+/// The next free version: past every version the catalog or the store
+/// knows, so that a catalog lost or restored never leads to a reused key.
+fn next_version(store: &dyn ObjectStore, prefix: &str, versions: &[ClipRow]) -> u32 {
+    let in_catalog = versions.iter().map(|row| row.version).max().unwrap_or(0);
+    let in_store = store
+        .list(CLIP_TIER, prefix)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|key| {
+            key.strip_prefix(prefix)?
+                .strip_prefix('v')?
+                .strip_suffix(".mp4")?
+                .parse::<u32>()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0);
+    in_catalog.max(in_store) + 1
+}
+
+/// Hashes what determines a clip's content: the format version, the
+/// method, each stretch's recording and range, and the gaps.
+fn plan_hash(plan: &ClipPlan, recordings: &[Recording], options: SplitOptions) -> String {
+    let stretches: Vec<_> = plan
+        .segments
+        .iter()
+        .map(|s| (&recordings[s.recording].sha256, s.from, s.to, s.clip_from))
+        .collect();
+    let text = serde_json::json!({
+        "format": CLIP_FORMAT_VERSION,
+        "reencode": options.reencode,
+        "requested": [plan.requested_from, plan.requested_to],
+        "stretches": stretches,
+        "gaps": plan.gaps,
+    });
+    hex::encode(Sha256::digest(text.to_string().as_bytes()))
+}
+
+struct ClipFacts {
+    version: u32,
+    key: String,
+    path: String,
+    method: Method,
+    sha256: String,
+    sm3: String,
+    bytes: u64,
+}
+
+fn clip_report(
+    plan: &ClipPlan,
+    recordings: &[Recording],
+    cuts: &[SegmentCut],
+    kept: &[TrackNote],
+    dropped: &[TrackNote],
+    facts: ClipFacts,
+) -> ClipReport {
+    let segments: Vec<SegmentReport> = plan
+        .segments
+        .iter()
+        .zip(cuts)
+        .map(|(segment, cut)| {
+            let recording = &recordings[segment.recording];
+            SegmentReport {
+                recording: recording.sha256.clone(),
+                file_name: recording.file_name.clone(),
+                from: segment.from,
+                to: segment.to,
+                stored_from: cut.stored_from,
+                preroll: cut.preroll,
+                clip_from: segment.clip_from,
+                wall_from: segment.wall_from,
+                wall_to: segment.wall_to,
+                bytes_from: cut.bytes_from,
+                bytes_to: cut.bytes_to,
+                samples: cut.samples,
+            }
+        })
+        .collect();
+    let mut sources: Vec<SourceReport> = Vec::new();
+    for segment in &plan.segments {
+        let recording = &recordings[segment.recording];
+        if !sources.iter().any(|s| s.sha256 == recording.sha256) {
+            sources.push(SourceReport {
+                sha256: recording.sha256.clone(),
+                file_name: recording.file_name.clone(),
+                key: recording.key.clone(),
+            });
+        }
+    }
+    let first = plan.segments.first().expect("a plan has segments");
+    let last = plan.segments.last().expect("a plan has segments");
+    let to_json = |notes: &[TrackNote]| {
+        notes
+            .iter()
+            .map(|n| serde_json::to_value(n).expect("a note serializes"))
+            .collect()
+    };
+    let gaps = plan
+        .gaps
+        .iter()
+        .map(|g: &Gap| serde_json::to_value(g).expect("a gap serializes"))
+        .collect();
+
+    ClipReport {
+        unit_id: plan.unit_id.clone(),
+        device: plan.device.clone(),
+        status: ClipStatus::Created,
+        version: facts.version,
+        tier: CLIP_TIER,
+        key: facts.key,
+        path: facts.path,
+        from: first.wall_from,
+        to: last.wall_to,
+        duration: plan.duration,
+        footage_seconds: plan.footage_seconds(),
+        requested: Range {
+            from: plan.requested_from.with_timezone(&Utc),
+            to: plan.requested_to.with_timezone(&Utc),
+        },
+        actual: Range {
+            from: first.wall_from,
+            to: last.wall_to,
+        },
+        preroll: segments.iter().map(|s| s.preroll).fold(0.0, f64::max),
+        method: facts.method.as_str().into(),
+        sha256: facts.sha256,
+        sm3: facts.sm3,
+        bytes: facts.bytes,
+        segments,
+        gaps,
+        sources,
+        tracks: TracksReport {
+            kept: to_json(kept),
+            dropped: to_json(dropped),
+        },
+    }
+}
+
+/// A writer that hashes with SHA-256 and SM3 what it passes on, the three
+/// jobs running side by side so that a large clip is written once.
+struct HashingWriter<'a> {
+    inner: &'a mut (dyn Write + Send),
+    sha256: Sha256,
+    sm3: Sm3,
+    bytes: u64,
+}
+
+impl<'a> HashingWriter<'a> {
+    fn new(inner: &'a mut (dyn Write + Send)) -> HashingWriter<'a> {
+        HashingWriter {
+            inner,
+            sha256: Sha256::new(),
+            sm3: Sm3::new(),
+            bytes: 0,
+        }
+    }
+
+    fn finish(self) -> (String, String, u64) {
+        (
+            hex::encode(self.sha256.finalize()),
+            hex::encode(self.sm3.finalize()),
+            self.bytes,
+        )
+    }
+}
+
+impl Write for HashingWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        let (sha256, sm3, inner) = (&mut self.sha256, &mut self.sm3, &mut self.inner);
+        let (written, ()) = rayon::join(
+            || inner.write_all(buf),
+            || {
+                rayon::join(|| sha256.update(buf), || sm3.update(buf));
+            },
+        );
+        written?;
+        self.bytes += buf.len() as u64;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
