@@ -42,6 +42,21 @@ pub fn reprocess(services: &Services, runner: &Runner, case_id: &str) -> Result<
     Ok(report)
 }
 
+/// Stores a corrected record for the case; its id must be the case's.
+pub fn replace_record(services: &Services, case_id: &str, case: &crate::case::CaseRecord) -> Result<(), Text> {
+    if case.case_id != case_id {
+        return Err(Text::new(
+            format!("案件记录的编号是 {}，不是 {case_id}", case.case_id),
+            format!("the case record is for {}, not {case_id}", case.case_id),
+        ));
+    }
+    let json = serde_json::to_string(case).expect("a case record serializes");
+    services
+        .catalog
+        .upsert_case(case_id, &json, &chrono::Utc::now().to_rfc3339())
+        .map_err(|e| Text::new(format!("目录库错误：{e}"), format!("catalog error: {e}")))
+}
+
 /// Renders the clips of a reprocessed case for people.
 pub fn render_text(report: &ProcessReport, lang: crate::i18n::Lang) -> String {
     use std::fmt::Write as _;
