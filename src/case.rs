@@ -198,8 +198,71 @@ impl CaseRecord {
                 }
             }
         }
+        self.validate_span()
+    }
+
+    /// Checks that the action's start and end enclose every unit, and that
+    /// units filmed by one device do not overlap: the case-file deadline
+    /// counts from `ended_at`, and a clip must never hold two units.
+    fn validate_span(&self) -> Result<(), (String, Text)> {
+        if let Some(started_at) = self.started_at {
+            if started_at > self.ended_at {
+                return Err((
+                    "started_at".into(),
+                    Text::new(
+                        "执法活动的开始时间晚于结束时间 ended_at",
+                        "the action starts after it ends (ended_at)",
+                    ),
+                ));
+            }
+            if let Some((i, _)) = self.units.iter().enumerate().find(|(_, u)| u.from < started_at) {
+                return Err((
+                    format!("units[{i}].from"),
+                    Text::new(
+                        "检查单位早于执法活动的开始时间 started_at",
+                        "the unit starts before the action starts (started_at)",
+                    ),
+                ));
+            }
+        }
+        if let Some((i, _)) = self.units.iter().enumerate().find(|(_, u)| u.to > self.ended_at) {
+            return Err((
+                format!("units[{i}].to"),
+                Text::new(
+                    "检查单位晚于执法活动的结束时间 ended_at；请更正 ended_at，立卷归档期限由它计算",
+                    "the unit ends after the action ends (ended_at); correct ended_at, the case-file deadline counts from it",
+                ),
+            ));
+        }
+
+        for (i, unit) in self.units.iter().enumerate() {
+            for (j, earlier) in self.units[..i].iter().enumerate() {
+                let overlaps = unit.from < earlier.to && earlier.from < unit.to;
+                if overlaps && shares_device(unit, earlier) {
+                    return Err((
+                        format!("units[{i}].from"),
+                        Text::new(
+                            format!(
+                                "检查单位 {:?} 与 {:?}（units[{j}]）时间重叠且使用同一设备；请用 devices 指明各自的设备，或更正时间",
+                                unit.unit_id, earlier.unit_id
+                            ),
+                            format!(
+                                "unit {:?} overlaps unit {:?} (units[{j}]) on the same device; name each unit's devices or correct the times",
+                                unit.unit_id, earlier.unit_id
+                            ),
+                        ),
+                    ));
+                }
+            }
+        }
         Ok(())
     }
+}
+
+/// Returns whether two units may be filmed by one device. An empty device
+/// list means every device of the case.
+fn shares_device(a: &Unit, b: &Unit) -> bool {
+    a.devices.is_empty() || b.devices.is_empty() || a.devices.iter().any(|d| b.devices.contains(d))
 }
 
 /// Accepts an id that is safe as one path component and one object-key
@@ -285,5 +348,63 @@ mod tests {
         let text = VALID.replace("daily_inspection", "picnic");
         let error = CaseRecord::load(&write_case(&dir, &text)).unwrap_err();
         assert_eq!(field_of(error), "kind");
+    }
+
+    #[test]
+    fn unit_ending_after_action_end_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = VALID.replace("\"ended_at\":\"2024-05-01T10:00:37+08:00\"", "\"ended_at\":\"2024-05-01T10:00:10+08:00\"");
+        let error = CaseRecord::load(&write_case(&dir, &text)).unwrap_err();
+        assert_eq!(field_of(error), "units[0].to");
+    }
+
+    #[test]
+    fn action_starting_after_its_end_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = VALID.replace("\"ended_at\"", "\"started_at\":\"2024-05-01T11:00:00+08:00\",\"ended_at\"");
+        let error = CaseRecord::load(&write_case(&dir, &text)).unwrap_err();
+        assert_eq!(field_of(error), "started_at");
+    }
+
+    #[test]
+    fn unit_before_action_start_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = VALID.replace("\"ended_at\"", "\"started_at\":\"2024-05-01T10:00:05+08:00\",\"ended_at\"");
+        let error = CaseRecord::load(&write_case(&dir, &text)).unwrap_err();
+        assert_eq!(field_of(error), "units[0].from");
+    }
+
+    const TWO_UNITS: &str = r#"{"case_id":"QY-1","kind":"daily_inspection","ended_at":"2024-05-01T10:01:00+08:00",
+        "units":[{"unit_id":"U1","from":"2024-05-01T10:00:00+08:00","to":"2024-05-01T10:00:14+08:00"DEV1},
+                 {"unit_id":"U2","from":"2024-05-01T10:00:10+08:00","to":"2024-05-01T10:00:30+08:00"DEV2}]}"#;
+
+    #[test]
+    fn overlapping_units_on_one_device_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        for (dev1, dev2) in [("", ""), (r#","devices":["HB1"]"#, ""), (r#","devices":["HB1"]"#, r#","devices":["HB2","HB1"]"#)] {
+            let text = TWO_UNITS.replace("DEV1", dev1).replace("DEV2", dev2);
+            let error = CaseRecord::load(&write_case(&dir, &text)).unwrap_err();
+            assert_eq!(field_of(error), "units[1].from", "devices {dev1:?} {dev2:?}");
+        }
+    }
+
+    #[test]
+    fn overlapping_units_on_different_devices_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = TWO_UNITS
+            .replace("DEV1", r#","devices":["HB1"]"#)
+            .replace("DEV2", r#","devices":["HB2"]"#);
+        let record = CaseRecord::load(&write_case(&dir, &text)).unwrap();
+        assert_eq!(record.units.len(), 2);
+    }
+
+    #[test]
+    fn adjacent_units_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = TWO_UNITS
+            .replace("10:00:10+08:00", "10:00:14+08:00")
+            .replace("DEV1", "")
+            .replace("DEV2", "");
+        assert!(CaseRecord::load(&write_case(&dir, &text)).is_ok());
     }
 }
