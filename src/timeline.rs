@@ -17,7 +17,7 @@
 use std::io::Cursor;
 
 use ab_glyph::{Font, FontVec, PxScale, ScaleFont};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, Offset, TimeZone, Utc};
 use image::{Rgb, RgbImage};
 
 use crate::case::CaseRecord;
@@ -50,6 +50,8 @@ const TICK_STEPS: &[i64] = &[
     1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600,
 ];
 const MAX_TICKS: i64 = 10;
+
+const SECONDS_PER_DAY: i64 = 86_400;
 
 const WHITE: Rgb<u8> = Rgb([255, 255, 255]);
 const INK: Rgb<u8> = Rgb([33, 33, 33]);
@@ -206,12 +208,16 @@ fn draw_axis(
     rows_bottom: u32,
 ) {
     let span = span_seconds(canvas.from, canvas.to);
-    let step = TICK_STEPS
-        .iter()
-        .copied()
-        .find(|s| span / (*s as f64) <= MAX_TICKS as f64)
-        .unwrap_or(86_400);
-    let first = (canvas.from.timestamp() / step + 1) * step;
+    let step = tick_step(span);
+    let label_format = tick_label_format(step, span);
+    // Ticks fall on whole steps of local time, so day ticks land at midnight.
+    let offset = i64::from(
+        timezone
+            .offset_from_utc_datetime(&canvas.from.naive_utc())
+            .fix()
+            .local_minus_utc(),
+    );
+    let first = ((canvas.from.timestamp() + offset).div_euclid(step) + 1) * step - offset;
     let mut tick = first;
     while tick as f64 <= canvas.to.timestamp() as f64 {
         let Some(time) = DateTime::<Utc>::from_timestamp(tick, 0) else {
@@ -219,7 +225,7 @@ fn draw_axis(
         };
         let x = canvas.x(time);
         canvas.rect(x, labels_bottom - 8, x + 1, rows_bottom, GRID);
-        let label = time.with_timezone(&timezone).format("%H:%M:%S").to_string();
+        let label = time.with_timezone(&timezone).format(label_format).to_string();
         let width = canvas.text_width(15.0, &label);
         canvas.text(x.saturating_sub(width / 2), top + 6, 15.0, INK, &label);
         tick += step;
@@ -230,6 +236,32 @@ fn draw_axis(
         .format("%Y-%m-%d %Z")
         .to_string();
     canvas.text(12, top + 6, 15.0, INK, &date);
+}
+
+/// Picks the tick spacing in seconds for a span: the smallest of
+/// [`TICK_STEPS`] that gives at most [`MAX_TICKS`] ticks, else whole days,
+/// so that a span of months or years still gets a readable axis.
+fn tick_step(span: f64) -> i64 {
+    TICK_STEPS
+        .iter()
+        .copied()
+        .find(|s| span / (*s as f64) <= MAX_TICKS as f64)
+        .unwrap_or_else(|| {
+            let days = (span / (MAX_TICKS * SECONDS_PER_DAY) as f64).ceil().max(1.0);
+            days as i64 * SECONDS_PER_DAY
+        })
+}
+
+/// Picks the label format of a tick: the date once ticks are days apart,
+/// the day and time when the span crosses days, else the time of day.
+fn tick_label_format(step: i64, span: f64) -> &'static str {
+    if step >= SECONDS_PER_DAY {
+        "%Y-%m-%d"
+    } else if span > SECONDS_PER_DAY as f64 {
+        "%m-%d %H:%M"
+    } else {
+        "%H:%M:%S"
+    }
 }
 
 fn draw_legend(canvas: &mut Canvas, top: u32) {
@@ -424,4 +456,32 @@ fn load_font() -> Option<FontVec> {
     }
     tracing::warn!("no CJK font found; the timeline picture uses English ASCII labels (install fonts-wqy-microhei)");
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axis_of_years_has_at_most_ten_ticks() {
+        let span = 19.0 * 365.0 * SECONDS_PER_DAY as f64;
+        let step = tick_step(span);
+        assert_eq!(step % SECONDS_PER_DAY, 0, "step {step}");
+        assert!(span / step as f64 <= MAX_TICKS as f64, "step {step}");
+        assert_eq!(tick_label_format(step, span), "%Y-%m-%d");
+    }
+
+    #[test]
+    fn axis_of_a_minute_keeps_second_ticks() {
+        assert_eq!(tick_step(38.0), 5);
+        assert_eq!(tick_label_format(5, 38.0), "%H:%M:%S");
+    }
+
+    #[test]
+    fn axis_across_two_days_labels_the_day() {
+        let span = 2.0 * SECONDS_PER_DAY as f64;
+        let step = tick_step(span);
+        assert_eq!(step, 21_600);
+        assert_eq!(tick_label_format(step, span), "%m-%d %H:%M");
+    }
 }
