@@ -20,6 +20,7 @@ use sm3::Sm3;
 use thiserror::Error;
 
 use crate::catalog::{CatalogError, RecordingRow};
+use crate::i18n::Text;
 use crate::naming::NameInfo;
 use crate::runner::Services;
 use crate::store::{key_segment, Manifest, Source, StoreError, Tier, ToolVersions};
@@ -30,6 +31,12 @@ const CHUNK_BYTES: usize = 4 << 20;
 
 /// Device segment of the key when neither name nor container names one.
 const UNKNOWN_DEVICE: &str = "unknown-device";
+
+/// Lock file in the data directory that serializes the step from "not in
+/// the catalog" to "stored and registered" between processes.
+// NOTE: the lock is advisory and local, so stations that share a data
+// directory over a network file system may not honour it.
+const INGEST_LOCK_FILE: &str = "ingest.lock";
 
 #[derive(Debug, Error)]
 pub enum IngestError {
@@ -43,6 +50,15 @@ pub enum IngestError {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    #[error("upload {path} changed while it was read ({before} bytes before, {after} after, {read} read): it is probably still being copied; nothing was stored, run again once the copy is complete")]
+    Changed {
+        path: PathBuf,
+        before: u64,
+        after: u64,
+        read: u64,
+    },
+    #[error("cannot lock {path} against other ingests: {source}")]
+    Lock { path: PathBuf, source: io::Error },
 }
 
 impl IngestError {
@@ -53,6 +69,27 @@ impl IngestError {
             IngestError::Store(e) => e.is_retryable(),
             IngestError::Catalog(e) => e.is_retryable(),
             IngestError::Audit(e) => e.is_retryable(),
+            IngestError::Changed { .. } => true,
+            IngestError::Lock { .. } => false,
+        }
+    }
+
+    /// Renders the message in both languages. Variants without a Chinese
+    /// text of their own use the English one for both.
+    pub fn text(&self) -> Text {
+        match self {
+            IngestError::Changed { path, before, after, read } => Text::new(
+                format!(
+                    "上传文件 {} 在读取过程中发生了变化（读取前 {before} 字节，读取后 {after} 字节，已读 {read} 字节），可能仍在复制中；未保存任何内容，请在复制完成后重新运行",
+                    path.display()
+                ),
+                self.to_string(),
+            ),
+            IngestError::Lock { path, source } => Text::new(
+                format!("无法锁定 {} 以排除其他导入进程：{source}", path.display()),
+                self.to_string(),
+            ),
+            other => Text::new(other.to_string(), other.to_string()),
         }
     }
 }
@@ -101,7 +138,19 @@ pub fn ingest(
         },
     })?;
     tracing::info!(%sha256, bytes, "hashed");
+    let after = file.metadata().map_err(read_error)?;
+    if after.len() != metadata.len() || bytes != metadata.len() || after.modified().ok() != metadata.modified().ok() {
+        return Err(IngestError::Changed {
+            path: path.to_path_buf(),
+            before: metadata.len(),
+            after: after.len(),
+            read: bytes,
+        });
+    }
 
+    // Another process may be storing the same recording under another
+    // name right now: the lookup and the commit must not interleave.
+    let _lock = lock_ingest(&services.data_dir)?;
     if let Some(existing) = services.catalog.recording(&sha256)? {
         drop(staged);
         services.catalog.record_sighting(&sha256, &path.display().to_string(), &now.to_rfc3339())?;
@@ -185,6 +234,25 @@ pub fn ingest(
 /// Stores the manifest; one left by an earlier run that was killed before
 /// registering the recording is kept when it describes the same bytes,
 /// since its time differs and nothing is ever overwritten.
+/// Takes the data directory's ingest lock, held until the returned file is
+/// dropped; the kernel releases it when a process dies, so a killed ingest
+/// never blocks the next.
+fn lock_ingest(data_dir: &Path) -> Result<File, IngestError> {
+    let path = data_dir.join(INGEST_LOCK_FILE);
+    let lock_error = |source| IngestError::Lock {
+        path: path.clone(),
+        source,
+    };
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(lock_error)?;
+    file.lock().map_err(lock_error)?;
+    Ok(file)
+}
+
 fn store_manifest_once(services: &Services, manifest: &Manifest) -> Result<(), IngestError> {
     match manifest.store(services.store.as_ref()) {
         Ok(_) => Ok(()),

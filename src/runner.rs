@@ -130,10 +130,13 @@ pub struct Runner {
     pub batch_stages: Vec<Box<dyn BatchStage>>,
 }
 
-/// One input of a batch: a file to process or an entry skipped with a reason.
+/// One input of a batch: a file to process, an entry skipped with a
+/// reason, or a path that could not be read, whose footage is therefore
+/// not stored.
 pub enum Input {
     File(PathBuf),
     Skipped { path: PathBuf, reason: Text },
+    Unreadable { path: PathBuf, reason: Text },
 }
 
 impl Runner {
@@ -157,6 +160,9 @@ impl Runner {
             match input {
                 Input::Skipped { path, reason } => {
                     report.files.push(FileReport::skipped(&path, reason));
+                }
+                Input::Unreadable { path, reason } => {
+                    report.files.push(FileReport::failed(&path, reason));
                 }
                 Input::File(path) => {
                     let (file_report, job) = self.process_file(services, &path);
@@ -198,9 +204,12 @@ impl Runner {
             let _entered = span.enter();
             let bar = progress_bar(path);
             let result = with_retries("ingest", || {
-                ingest::ingest(services, path, job.name.as_ref(), bar.as_ref()).map_err(|e| StageError {
-                    is_retryable: e.is_retryable(),
-                    message: Text::new(format!("导入失败：{e}"), format!("ingest failed: {e}")),
+                ingest::ingest(services, path, job.name.as_ref(), bar.as_ref()).map_err(|e| {
+                    let text = e.text();
+                    StageError {
+                        is_retryable: e.is_retryable(),
+                        message: Text::new(format!("导入失败：{}", text.zh), format!("ingest failed: {}", text.en)),
+                    }
                 })
             });
             if let Some(bar) = bar {
@@ -217,7 +226,7 @@ impl Runner {
         {
             let span = info_span!("stage", stage = "probe");
             let _entered = span.enter();
-            let probe = probe::probe(path, job.name.as_ref(), ingested.ingested_at);
+            let probe = probe::probe(&probe_source(path, &ingested), job.name.as_ref(), ingested.ingested_at);
             record_probe(services, &ingested.sha256, &probe);
             job.probe = Some(probe);
         }
@@ -235,6 +244,19 @@ impl Runner {
         let mut file_report = FileReport::from_job(&job);
         file_report.errors = errors;
         (file_report, Some(job))
+    }
+}
+
+/// The file the probe reads: the stored original when the store keeps it
+/// as a local file, so that the probe describes exactly the evidence bytes
+/// even when the upload changes or vanishes after it was read; else the
+/// upload itself.
+fn probe_source(upload: &Path, ingested: &Ingested) -> PathBuf {
+    let stored = PathBuf::from(&ingested.location);
+    if stored.is_file() {
+        stored
+    } else {
+        upload.to_path_buf()
     }
 }
 
@@ -325,7 +347,7 @@ pub fn collect_inputs(paths: &[PathBuf]) -> Vec<Input> {
 }
 
 fn not_readable(path: &Path, error: &std::io::Error) -> Input {
-    Input::Skipped {
+    Input::Unreadable {
         path: path.to_path_buf(),
         reason: Text::new(format!("无法访问：{error}"), format!("cannot access: {error}")),
     }

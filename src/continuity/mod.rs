@@ -264,7 +264,7 @@ pub fn check(paths: &[PathBuf], options: &CheckOptions<'_>) -> CheckReport {
     for input in crate::runner::collect_inputs(paths) {
         let path = match input {
             crate::runner::Input::File(path) => path,
-            crate::runner::Input::Skipped { path, reason } => {
+            crate::runner::Input::Skipped { path, reason } | crate::runner::Input::Unreadable { path, reason } => {
                 errors.push(Text::new(
                     format!("{}：{}", path.display(), reason.zh),
                     format!("{}: {}", path.display(), reason.en),
