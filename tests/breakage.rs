@@ -296,3 +296,33 @@ fn odd_file_name_is_ingested_bit_exact() {
         sha256_of(&odd)
     );
 }
+
+#[test]
+fn process_text_report_names_timeline_picture() {
+    let data = tempfile::tempdir().unwrap();
+    let session = fixture("cases/session");
+    let case = session.join("case.json");
+    for (lang, label) in [("en", "timeline picture: "), ("zh", "时间轴图: ")] {
+        let output = run(
+            data.path(),
+            &[
+                "--lang",
+                lang,
+                "process",
+                session.to_str().unwrap(),
+                "--case",
+                case.to_str().unwrap(),
+            ],
+        );
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{text}");
+
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("no {label:?} line in:\n{text}"));
+        let picture = Path::new(line.trim_start_matches(label));
+        assert!(picture.is_file(), "{line}");
+        assert_eq!(std::fs::read(picture).unwrap()[..4], *b"\x89PNG");
+    }
+}

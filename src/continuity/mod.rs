@@ -437,9 +437,11 @@ impl BatchStage for SessionStage {
         flag_late_uploads(services, &continuity.deadlines, report);
 
         let timezone = services.config.timezone();
+        let mut timeline = None;
         match store_timeline(services, &continuity, case, timezone) {
             Ok(Some(location)) => {
-                report.sections.insert("timeline".into(), location.into());
+                report.sections.insert("timeline".into(), location.clone().into());
+                timeline = Some(location);
             }
             Ok(None) => {}
             Err(error) => {
@@ -453,10 +455,14 @@ impl BatchStage for SessionStage {
 
         // The readable form in both languages, for the text report of
         // `process`, which renders sections it does not know as given.
-        let text = Text::new(
+        let mut text = Text::new(
             render::render_sections(&continuity, crate::i18n::Lang::Zh, timezone),
             render::render_sections(&continuity, crate::i18n::Lang::En, timezone),
         );
+        if let Some(location) = &timeline {
+            text.zh.push_str(&format!("时间轴图: {location}\n"));
+            text.en.push_str(&format!("timeline picture: {location}\n"));
+        }
         report.sections.insert(
             "continuity_text".into(),
             serde_json::to_value(text).expect("a text serializes"),
