@@ -170,7 +170,7 @@ impl ProcessReport {
     pub fn render_text(&self, lang: Lang) -> String {
         let mut out = String::new();
         for file in &self.files {
-            let _ = writeln!(out, "{}", file.path);
+            let _ = writeln!(out, "{}", printable(&file.path));
             let _ = writeln!(out, "  {}: {}", lang.pick("状态", "status"), file.status.label(lang));
             if let Some(reason) = &file.reason {
                 let _ = writeln!(out, "  {}: {}", lang.pick("原因", "reason"), reason.get(lang));
@@ -260,5 +260,33 @@ impl ProcessReport {
         let _ = writeln!(out, "{}: {}", lang.pick("目录库", "catalog"), self.catalog);
         let _ = writeln!(out, "{}: {}", lang.pick("对象存储", "object store"), self.store);
         out
+    }
+}
+
+/// Escapes control characters in text from outside (file names), so that a
+/// name holding a newline cannot forge lines of the text report.
+pub fn printable(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    text.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newline_in_file_name_cannot_forge_a_line() {
+        assert_eq!(printable("a\nstatus: ingested.mp4"), "a\\nstatus: ingested.mp4");
+        assert_eq!(printable("正常.MP4"), "正常.MP4");
     }
 }

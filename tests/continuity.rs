@@ -822,3 +822,29 @@ fn full_decode_finds_damaged_frames() {
         file["findings"]
     );
 }
+
+#[test]
+fn camera_recording_at_other_times_is_not_measured_on_units() {
+    let inbox = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture("cases/session")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, inbox.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let elsewhere = inbox.path().join("HB0777_130631002_20240501150000_0001.MP4");
+    std::fs::copy(fixture("cases/clock-unset-1970.mp4"), &elsewhere).unwrap();
+
+    let data = tempfile::tempdir().unwrap();
+    let case = inbox.path().join("case.json");
+    let (output, report) = run_json(
+        data.path(),
+        &["check", inbox.path().to_str().unwrap(), "--case", case.to_str().unwrap()],
+    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let devices: Vec<&str> = report["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["device"].as_str().unwrap())
+        .collect();
+    assert_eq!(devices, vec!["HB0631", "HB0631"], "one row per unit, only the camera that was there");
+}

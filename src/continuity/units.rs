@@ -62,7 +62,30 @@ pub fn cover_units(
     justifications: &HashMap<String, Justification>,
     timezone: chrono_tz::Tz,
 ) -> Vec<UnitCoverage> {
-    let all_devices: BTreeSet<&str> = sessions.iter().map(|s| s.device.as_str()).collect();
+    // A unit that names no devices is measured on every device whose
+    // footage overlaps the case's time span: a camera that recorded only at
+    // other times filmed another action, and counting it would report a
+    // unit "without footage" on a device that never went there.
+    let case_from = case
+        .units
+        .iter()
+        .map(|u| u.from.with_timezone(&Utc))
+        .chain(case.started_at.map(|t| t.with_timezone(&Utc)))
+        .min();
+    let case_to = case
+        .units
+        .iter()
+        .map(|u| u.to.with_timezone(&Utc))
+        .chain(std::iter::once(case.ended_at.with_timezone(&Utc)))
+        .max();
+    let all_devices: BTreeSet<&str> = sessions
+        .iter()
+        .filter(|s| match (case_from, case_to) {
+            (Some(from), Some(to)) => s.start < to && s.end > from,
+            _ => true,
+        })
+        .map(|s| s.device.as_str())
+        .collect();
     let mut coverage = Vec::new();
     for unit in &case.units {
         let from = unit.from.with_timezone(&Utc);
