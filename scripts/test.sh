@@ -7,4 +7,7 @@ cd "$(dirname "$0")/.."
 # The storage tests need Garage and moto; stop them however the run ends.
 eval "$(./scripts/s3-servers.sh start)"
 trap './scripts/s3-servers.sh stop' EXIT
+# Two workers sharing one catalog need PostgreSQL.
+eval "$(./scripts/postgres.sh start)"
+trap './scripts/s3-servers.sh stop; ./scripts/postgres.sh stop' EXIT
 cargo test --release --no-fail-fast "$@"

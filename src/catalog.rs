@@ -10,6 +10,8 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 use thiserror::Error;
 
+#[path = "worker/backend.rs"]
+mod backend;
 #[path = "worker/catalog.rs"]
 mod work;
 pub use work::{AuditEventRow, FixityRow, GapRow, JobRow, PromotionRow};
@@ -164,7 +166,7 @@ pub struct FindingRow {
 
 pub struct Catalog {
     path: PathBuf,
-    connection: Mutex<Connection>,
+    connection: Mutex<backend::Conn>,
 }
 
 impl Catalog {
@@ -187,11 +189,11 @@ impl Catalog {
         connection.execute_batch(SCHEMA).map_err(wrap)?;
         Ok(Catalog {
             path: path.to_path_buf(),
-            connection: Mutex::new(connection),
+            connection: Mutex::new(backend::Conn::Sqlite(connection)),
         })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, CatalogError> {
+    fn with<T>(&self, f: impl FnOnce(&backend::Conn) -> rusqlite::Result<T>) -> Result<T, CatalogError> {
         let connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
         f(&connection).map_err(|source| CatalogError::Sqlite {
             path: self.path.clone(),

@@ -23,6 +23,8 @@ const STALL_POINTS: &[&str] = &[
     "analyze:end",
     "sessions:start",
     "sessions:end",
+    "case_record:start",
+    "case_record:end",
     "case:start",
     "case:end",
 ];
@@ -210,7 +212,7 @@ fn failed_job_stays_visible_with_its_reason() {
     let status = status(data.path());
     let failed: Vec<&Value> = status["jobs"].as_array().unwrap().iter().filter(|j| j["status"] == "failed").collect();
     assert_eq!(failed.len(), 1);
-    assert_eq!(failed[0]["kind"], "case");
+    assert_eq!(failed[0]["kind"], "case_record");
     assert!(!failed[0]["error"]["zh"].as_str().unwrap().is_empty());
     assert!(!failed[0]["error"]["en"].as_str().unwrap().is_empty());
     assert_eq!(failed[0]["attempts"], 1, "an invalid record is not retried");

@@ -18,6 +18,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     payload_json TEXT NOT NULL,
     status       TEXT NOT NULL,
     attempts     INTEGER NOT NULL DEFAULT 0,
+    rerun        INTEGER NOT NULL DEFAULT 0,
     not_before   INTEGER NOT NULL,
     lease_owner  TEXT,
     lease_until  INTEGER,
@@ -106,17 +107,20 @@ impl Catalog {
         })
     }
 
-    /// Puts a finished or failed job back in the queue with a new payload,
-    /// for work that must run again (a reprocessed case).
+    /// Queues a job to run (again) over the latest state of its subject:
+    /// a finished or failed one goes back to the queue, and a running one
+    /// is marked to run once more when it ends. One row per subject, so
+    /// two workers never work on the same subject at once.
     pub fn requeue_job(&self, kind: &str, subject: &str, payload_json: &str, now: &str, now_ms: i64) -> Result<(), CatalogError> {
         self.with(|c| {
             c.execute(
                 "INSERT INTO jobs (kind, subject, payload_json, status, not_before, created_at, updated_at)
                  VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?5)
                  ON CONFLICT (kind, subject) DO UPDATE SET payload_json = excluded.payload_json,
-                     status = 'queued', attempts = 0, not_before = excluded.not_before,
-                     lease_owner = NULL, lease_until = NULL, updated_at = excluded.updated_at
-                 WHERE jobs.status <> 'running'",
+                     rerun = CASE WHEN jobs.status = 'running' THEN 1 ELSE 0 END,
+                     attempts = CASE WHEN jobs.status = 'running' THEN jobs.attempts ELSE 0 END,
+                     status = CASE WHEN jobs.status = 'running' THEN 'running' ELSE 'queued' END,
+                     not_before = excluded.not_before, updated_at = excluded.updated_at",
                 params![kind, subject, payload_json, now_ms, now],
             )
             .map(|_| ())
@@ -129,11 +133,11 @@ impl Catalog {
     pub fn claim_job(&self, owner: &str, now: &str, now_ms: i64, lease_until_ms: i64) -> Result<Option<JobRow>, CatalogError> {
         let sql = format!(
             "UPDATE jobs SET status = 'running', lease_owner = ?1, lease_until = ?2, attempts = attempts + 1,
-                             updated_at = ?3
+                             rerun = 0, updated_at = ?3
              WHERE job_id = (SELECT job_id FROM jobs
                              WHERE (status = 'queued' AND not_before <= ?4)
                                 OR (status = 'running' AND lease_until < ?4)
-                             ORDER BY job_id LIMIT 1)
+                             ORDER BY job_id LIMIT 1 /*skip locked*/)
              RETURNING {JOB_COLUMNS}"
         );
         self.with(|c| {
@@ -154,7 +158,8 @@ impl Catalog {
         })
     }
 
-    /// Ends a job: `done`, `failed`, or back to `queued` after `not_before_ms`.
+    /// Ends a job: `done`, `failed`, or back to `queued` after `not_before_ms`;
+    /// a job asked to run again meanwhile goes back to the queue instead of `done`.
     #[allow(clippy::too_many_arguments)]
     pub fn settle_job(
         &self,
@@ -167,7 +172,9 @@ impl Catalog {
     ) -> Result<bool, CatalogError> {
         self.with(|c| {
             let changed = c.execute(
-                "UPDATE jobs SET status = ?3, not_before = ?4, last_error = COALESCE(?5, last_error),
+                "UPDATE jobs SET status = CASE WHEN rerun = 1 AND ?3 = 'done' THEN 'queued' ELSE ?3 END,
+                                 attempts = CASE WHEN rerun = 1 AND ?3 = 'done' THEN 0 ELSE attempts END,
+                                 rerun = 0, not_before = ?4, last_error = COALESCE(?5, last_error),
                                  lease_owner = NULL, lease_until = NULL, updated_at = ?6
                  WHERE job_id = ?1 AND lease_owner = ?2 AND status = 'running'",
                 params![job_id, owner, status, not_before_ms, error_json, now],
@@ -181,7 +188,7 @@ impl Catalog {
     pub fn release_leases_of(&self, owner: &str, now: &str) -> Result<usize, CatalogError> {
         self.with(|c| {
             c.execute(
-                "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_until = NULL, updated_at = ?2
+                "UPDATE jobs SET status = 'queued', rerun = 0, lease_owner = NULL, lease_until = NULL, updated_at = ?2
                  WHERE lease_owner = ?1 AND status = 'running'",
                 params![owner, now],
             )
@@ -413,5 +420,49 @@ impl Catalog {
             })?;
             rows.collect()
         })
+    }
+}
+
+/// Opening the catalog where the configuration puts it.
+impl Catalog {
+    /// Opens the PostgreSQL catalog at `url` and creates its tables.
+    pub fn open_postgres(url: &str) -> Result<Catalog, CatalogError> {
+        let shown = redact_password(url);
+        let schema = format!("{}\n{}", super::SCHEMA, SCHEMA);
+        let connection = super::backend::Conn::connect_postgres(url, &schema).map_err(|source| CatalogError::Sqlite {
+            path: std::path::PathBuf::from(&shown),
+            source,
+        })?;
+        Ok(Catalog {
+            path: std::path::PathBuf::from(shown),
+            connection: std::sync::Mutex::new(connection),
+        })
+    }
+
+    /// PostgreSQL when a URL is configured, else the SQLite file.
+    pub fn open_configured(data_dir: &std::path::Path, config: &crate::config::CatalogConfig) -> Result<Catalog, CatalogError> {
+        match config.url() {
+            Some(url) => Catalog::open_postgres(&url),
+            None => Catalog::open(&config.sqlite_path(data_dir)),
+        }
+    }
+
+    /// Whether several machines may share this catalog.
+    pub fn is_shared(&self) -> bool {
+        self.connection.lock().unwrap_or_else(|e| e.into_inner()).is_postgres()
+    }
+}
+
+/// The URL without its password, for messages.
+fn redact_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
     }
 }

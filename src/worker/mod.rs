@@ -86,7 +86,8 @@ pub struct WorkerOptions {
     pub watch: PathBuf,
     pub settle: Duration,
     pub lease: Duration,
-    /// Exit once nothing is queued, running here, or still being written.
+    /// Exit once no job is queued or running (here or on another worker)
+    /// and no upload is still being written.
     pub until_idle: bool,
 }
 
@@ -121,7 +122,7 @@ pub fn run(services: &Services, runner: &Runner, options: &WorkerOptions) -> Res
     loop {
         let (settled, growing) = watcher.scan();
         for file in settled {
-            let kind = if file.is_case_record() { Kind::Case } else { Kind::Ingest };
+            let kind = if file.is_case_record() { Kind::CaseRecord } else { Kind::Ingest };
             let payload = Payload {
                 path: Some(file.path.clone()),
                 ..Payload::default()
@@ -207,7 +208,14 @@ fn settle(services: &Services, job: &JobRow, owner: &str, outcome: Result<Vec<Fo
     let (status, not_before, error, settled) = match outcome {
         Ok(follow_ups) => {
             for follow_up in follow_ups {
-                enqueue(services, follow_up.kind, &follow_up.subject, &follow_up.payload)?;
+                if follow_up.again {
+                    let json = serde_json::to_string(&follow_up.payload).expect("a payload serializes");
+                    services
+                        .catalog
+                        .requeue_job(follow_up.kind.as_str(), &follow_up.subject, &json, &now, unix_ms())?;
+                } else {
+                    enqueue(services, follow_up.kind, &follow_up.subject, &follow_up.payload)?;
+                }
             }
             ("done", unix_ms(), None, Settled::Done)
         }
@@ -240,7 +248,7 @@ fn has_pending(services: &Services) -> Result<bool, WorkerError> {
         .catalog
         .jobs()?
         .iter()
-        .any(|job| job.status == "queued"))
+        .any(|job| job.status == "queued" || job.status == "running"))
 }
 
 /// Frees the leases of workers of this machine whose process is gone.

@@ -1,9 +1,15 @@
 //! What each kind of job does, and what it queues next.
 //!
 //! ```text
-//! upload ─▶ ingest ─▶ analyze (probe, continuity) ─▶ sessions (device) ─▶ case (units, split)
-//! case record (*.json) ─────────────────────────────────────────────────▶ case
+//! upload ─▶ ingest ─▶ analyze (probe, continuity) ─┬─▶ sessions (per device)
+//!                                                  └─▶ case (per case: units, split)
+//! case record (*.json) ─▶ case_record ─────────────────▶ case
 //! ```
+//!
+//! `sessions` and `case` jobs are one per device and one per case, queued
+//! again whenever new footage arrives, so that two workers never rebuild
+//! the same sessions or cut the same clips at once, and the last run
+//! always sees every recording.
 //!
 //! Every kind is idempotent by content hash: ingest recognizes a stored
 //! recording by its SHA-256, findings and sessions replace their rows,
@@ -36,6 +42,7 @@ pub enum Kind {
     Ingest,
     Analyze,
     Sessions,
+    CaseRecord,
     Case,
 }
 
@@ -45,12 +52,13 @@ impl Kind {
             Kind::Ingest => "ingest",
             Kind::Analyze => "analyze",
             Kind::Sessions => "sessions",
+            Kind::CaseRecord => "case_record",
             Kind::Case => "case",
         }
     }
 
     pub fn parse(text: &str) -> Option<Kind> {
-        [Kind::Ingest, Kind::Analyze, Kind::Sessions, Kind::Case]
+        [Kind::Ingest, Kind::Analyze, Kind::Sessions, Kind::CaseRecord, Kind::Case]
             .into_iter()
             .find(|k| k.as_str() == text)
     }
@@ -78,6 +86,8 @@ pub struct FollowUp {
     pub kind: Kind,
     pub subject: String,
     pub payload: Payload,
+    /// Run it again even if it ran before: its subject has new footage.
+    pub again: bool,
 }
 
 /// Runs one job; returns the jobs it leads to.
@@ -92,6 +102,7 @@ pub fn run_job(services: &Services, runner: &Runner, job: &JobRow) -> Result<Vec
         Kind::Ingest => run_ingest(services, &payload),
         Kind::Analyze => run_analyze(services, runner, &payload),
         Kind::Sessions => run_sessions(services, runner, &payload),
+        Kind::CaseRecord => run_case_record(services, &payload),
         Kind::Case => run_case_job(services, runner, &payload),
     }
 }
@@ -112,6 +123,7 @@ fn run_ingest(services: &Services, payload: &Payload) -> Result<Vec<FollowUp>, S
             sha256: Some(ingested.sha256),
             ..Payload::default()
         },
+        again: false,
     }])
 }
 
@@ -127,23 +139,42 @@ fn run_analyze(services: &Services, runner: &Runner, payload: &Payload) -> Resul
         let _entered = span.enter();
         stage.run(services, &mut job)?;
     }
-    let device = job.probe.as_ref().and_then(|p| p.device.clone());
-    Ok(device
-        .map(|device| FollowUp {
+    let mut follow_ups = Vec::new();
+    if let Some(device) = job.probe.as_ref().and_then(|p| p.device.clone()) {
+        follow_ups.push(FollowUp {
             kind: Kind::Sessions,
-            subject: format!("{device}@{sha256}"),
+            subject: device.clone(),
             payload: Payload {
-                sha256: Some(sha256.to_string()),
                 device: Some(device),
                 ..Payload::default()
             },
-        })
-        .into_iter()
-        .collect())
+            again: true,
+        });
+    }
+    if let Some(start) = job.probe.as_ref().filter(|p| p.readable).map(|p| p.start) {
+        for case in stored_cases(services)? {
+            let (from, to) = case_window(&case);
+            if start >= from - Duration::hours(CASE_LOOKBACK_HOURS) && start <= to {
+                follow_ups.push(case_follow_up(&case.case_id));
+            }
+        }
+    }
+    Ok(follow_ups)
 }
 
-/// Rebuilds the sessions of the device from all its recordings, then
-/// queues every stored case whose units the new recording may cover.
+fn case_follow_up(case_id: &str) -> FollowUp {
+    FollowUp {
+        kind: Kind::Case,
+        subject: case_id.to_string(),
+        payload: Payload {
+            case_id: Some(case_id.to_string()),
+            ..Payload::default()
+        },
+        again: true,
+    }
+}
+
+/// Rebuilds the sessions of the device from all its recordings.
 fn run_sessions(services: &Services, runner: &Runner, payload: &Payload) -> Result<Vec<FollowUp>, StageError> {
     let device = payload.device.as_deref().ok_or_else(|| missing("device"))?;
     let rows: Vec<RecordingRow> = services
@@ -158,50 +189,26 @@ fn run_sessions(services: &Services, runner: &Runner, payload: &Payload) -> Resu
         jobs.push(load_job(services, row, None)?);
     }
     run_batch(services, runner, None, &mut jobs)?;
+    Ok(Vec::new())
+}
 
-    let Some(start) = payload
-        .sha256
-        .as_deref()
-        .and_then(|sha| rows.iter().find(|r| r.sha256 == sha))
-        .and_then(|r| r.start.as_deref())
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-    else {
-        return Ok(Vec::new());
-    };
-    let start = start.with_timezone(&Utc);
-    let mut follow_ups = Vec::new();
-    for case in stored_cases(services)? {
-        let (from, to) = case_window(&case);
-        if start >= from - Duration::hours(CASE_LOOKBACK_HOURS) && start <= to {
-            follow_ups.push(FollowUp {
-                kind: Kind::Case,
-                subject: format!("{}@{}", case.case_id, payload.sha256.as_deref().unwrap_or_default()),
-                payload: Payload {
-                    case_id: Some(case.case_id.clone()),
-                    ..Payload::default()
-                },
-            });
-        }
-    }
-    Ok(follow_ups)
+/// Checks and stores a case record dropped into the upload folder.
+fn run_case_record(services: &Services, payload: &Payload) -> Result<Vec<FollowUp>, StageError> {
+    let path = payload.path.as_deref().ok_or_else(|| missing("path"))?;
+    let case = CaseRecord::load(path).map_err(|e| {
+        StageError::permanent(Text::new(e.message(crate::i18n::Lang::Zh), e.message(crate::i18n::Lang::En)))
+    })?;
+    let json = serde_json::to_string(&case).expect("a case record serializes");
+    services
+        .catalog
+        .upsert_case(&case.case_id, &json, &Utc::now().to_rfc3339())
+        .map_err(catalog_error)?;
+    Ok(vec![case_follow_up(&case.case_id)])
 }
 
 fn run_case_job(services: &Services, runner: &Runner, payload: &Payload) -> Result<Vec<FollowUp>, StageError> {
-    let case = match (&payload.path, &payload.case_id) {
-        (Some(path), _) => {
-            let case = CaseRecord::load(path).map_err(|e| {
-                StageError::permanent(Text::new(e.message(crate::i18n::Lang::Zh), e.message(crate::i18n::Lang::En)))
-            })?;
-            let json = serde_json::to_string(&case).expect("a case record serializes");
-            services
-                .catalog
-                .upsert_case(&case.case_id, &json, &Utc::now().to_rfc3339())
-                .map_err(catalog_error)?;
-            case
-        }
-        (None, Some(case_id)) => stored_case(services, case_id)?,
-        (None, None) => return Err(missing("case_id")),
-    };
+    let case_id = payload.case_id.as_deref().ok_or_else(|| missing("case_id"))?;
+    let case = stored_case(services, case_id)?;
     let report = process_case(services, runner, &case)?;
     if !report.errors.is_empty() {
         let zh: Vec<&str> = report.errors.iter().map(|t| t.zh.as_str()).collect();
