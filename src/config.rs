@@ -54,6 +54,42 @@ pub struct Config {
     /// Where and how long objects are kept: `[store]`.
     #[serde(default)]
     pub store: StoreConfig,
+    /// Where the catalog lives: `[catalog]`.
+    #[serde(default)]
+    pub catalog: CatalogConfig,
+}
+
+/// The catalog: a SQLite file (the default, `DATA_DIR/catalog.sqlite`), or
+/// a PostgreSQL database that several machines share.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogConfig {
+    /// SQLite file, relative to the data directory.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (or with `?host=/socket/dir`);
+    /// `EVIDENCE_CATALOG_URL` overrides it.
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+impl CatalogConfig {
+    /// The PostgreSQL URL from the environment or the file, if any.
+    pub fn url(&self) -> Option<String> {
+        std::env::var("EVIDENCE_CATALOG_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .or_else(|| self.url.clone())
+    }
+
+    /// The SQLite file used when no URL is set.
+    pub fn sqlite_path(&self, data_dir: &Path) -> PathBuf {
+        match &self.path {
+            Some(path) if path.is_relative() => data_dir.join(path),
+            Some(path) => path.clone(),
+            None => data_dir.join("catalog.sqlite"),
+        }
+    }
 }
 
 fn default_timezone() -> String {
@@ -73,6 +109,7 @@ impl Default for Config {
             calendar_file: None,
             ingest_tier: default_ingest_tier(),
             store: StoreConfig::default(),
+            catalog: Default::default(),
         }
     }
 }

@@ -57,12 +57,12 @@ impl Services {
             )
         })?;
         let config = Config::load(data_dir)?;
-        let catalog = Catalog::open(&data_dir.join("catalog.sqlite"))?;
+        let catalog = Catalog::open_configured(data_dir, &config.catalog)?;
         let retention = crate::store::retention::RetentionPolicy::from_config(&config.store);
         let store: Box<dyn ObjectStore> = match config.store.backend {
             crate::config::Backend::Local => Box::new(LocalStore::open(&data_dir.join("store"))?.with_retention(retention)),
             crate::config::Backend::S3 => {
-                let resume = Catalog::open(&data_dir.join("catalog.sqlite"))?;
+                let resume = Catalog::open_configured(data_dir, &config.catalog)?;
                 Box::new(crate::store::s3::S3Store::open(&config.store, data_dir, Some(Arc::new(resume)))?)
             }
         };
