@@ -96,7 +96,7 @@ pub struct Track {
     pub samples: Vec<SampleRef>,
 }
 
-/// What a track copies from its source besides the samples.
+/// Boxes a track copies from its source besides the samples.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrackBoxes {
     pub handler_type: [u8; 4],
@@ -146,7 +146,7 @@ impl EditEntry {
     }
 }
 
-/// Where one sample's bytes lie and when it is decoded and shown.
+/// Location and timing of one sample's bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SampleRef {
     /// Index into [`Movie::sources`].
@@ -162,7 +162,7 @@ pub struct SampleRef {
     pub description_index: u32,
 }
 
-/// What the writer produced.
+/// Size and layout of a written movie.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Written {
     pub bytes: u64,
@@ -184,7 +184,7 @@ pub struct SourceMovie {
 }
 
 impl TrackHeader {
-    /// A header for a new track of the given kind and display size.
+    /// Makes a header for a new track of the given kind and display size.
     pub fn new(handler_type: [u8; 4], width: u32, height: u32) -> TrackHeader {
         TrackHeader {
             flags: TRACK_ENABLED_IN_MOVIE,
@@ -790,8 +790,8 @@ struct RawBox<'a> {
     body: &'a [u8],
 }
 
-/// Splits a byte slice into its boxes; stops at the first box that does not
-/// fit, so a damaged size can never read out of bounds.
+/// Splits a byte slice into its boxes. It stops at the first box that does
+/// not fit, so a damaged size can never read out of bounds.
 fn boxes_in(data: &[u8]) -> Vec<RawBox<'_>> {
     let mut found = Vec::new();
     let mut at = 0usize;

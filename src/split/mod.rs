@@ -26,6 +26,7 @@ pub mod reencode;
 mod sources;
 
 use chrono::{DateTime, FixedOffset, Utc};
+use rayon::prelude::*;
 use serde::Serialize;
 use thiserror::Error;
 
@@ -40,7 +41,7 @@ use crate::store::StoreError;
 pub use output::ClipReport;
 pub use plan::{ClipPlan, Gap, GapKind, Recording, Segment};
 
-/// How clips are made.
+/// Options for making clips.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SplitOptions {
     /// Re-encode where a boundary falls inside a GOP, so that the clip
@@ -48,7 +49,7 @@ pub struct SplitOptions {
     pub reencode: bool,
 }
 
-/// How a clip was made, as manifests and reports name it.
+/// Method of making a clip, as manifests and reports name it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
@@ -93,7 +94,7 @@ pub enum SplitError {
 }
 
 impl SplitError {
-    /// Whether trying again could help: storage and catalog hiccups can
+    /// Returns whether trying again could help: storage and catalog hiccups can
     /// clear; a broken recording or an invalid id cannot.
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -107,7 +108,7 @@ impl SplitError {
         }
     }
 
-    /// The error in both languages, for reports.
+    /// Returns the error in both languages, for reports.
     pub fn text(&self) -> Text {
         let zh = match self {
             SplitError::UnsupportedContainer { file_name } => {
@@ -172,6 +173,10 @@ pub fn split_case(services: &Services, case: &CaseRecord, options: SplitOptions)
     outcome.errors.extend(loaded.notes);
     let devices = sources::by_device(loaded.recordings);
 
+    // Plan every unit and device first, then cut the clips side by side:
+    // they are independent, and hashing one while another waits on the
+    // disk keeps both cores busy.
+    let mut jobs = Vec::new();
     for unit in &case.units {
         let wanted: Vec<&String> = if unit.devices.is_empty() {
             devices.keys().collect()
@@ -183,24 +188,11 @@ pub fn split_case(services: &Services, case: &CaseRecord, options: SplitOptions)
             let Some(recordings) = devices.get(device) else {
                 continue;
             };
-            let Some(plan) = plan::plan_unit(&unit.unit_id, device, unit.from, unit.to, recordings)
-            else {
-                continue;
-            };
-            planned += 1;
-            let span = tracing::info_span!("clip", unit = %unit.unit_id, %device);
-            let _entered = span.enter();
-            match output::make_clip(services, case, unit, &plan, recordings, options) {
-                Ok(clip) => outcome.clips.push(clip),
-                Err(error) => {
-                    tracing::warn!(%error, "clip not made");
-                    outcome.missing.push(MissingClip {
-                        unit_id: unit.unit_id.clone(),
-                        device: Some(device.clone()),
-                        reason: error.text(),
-                    });
-                    outcome.errors.push(error.text());
-                }
+            if let Some(plan) =
+                plan::plan_unit(&unit.unit_id, device, unit.from, unit.to, recordings)
+            {
+                planned += 1;
+                jobs.push((unit, plan, recordings));
             }
         }
         if planned == 0 {
@@ -212,6 +204,29 @@ pub fn split_case(services: &Services, case: &CaseRecord, options: SplitOptions)
                     "no ingested recording covers the unit's time range",
                 ),
             });
+        }
+    }
+
+    let results: Vec<_> = jobs
+        .par_iter()
+        .map(|(unit, plan, recordings)| {
+            let span = tracing::info_span!("clip", unit = %unit.unit_id, device = %plan.device);
+            let _entered = span.enter();
+            output::make_clip(services, case, unit, plan, recordings, options)
+        })
+        .collect();
+    for ((unit, plan, _), result) in jobs.iter().zip(results) {
+        match result {
+            Ok(clip) => outcome.clips.push(clip),
+            Err(error) => {
+                tracing::warn!(unit = %unit.unit_id, device = %plan.device, %error, "clip not made");
+                outcome.missing.push(MissingClip {
+                    unit_id: unit.unit_id.clone(),
+                    device: Some(plan.device.clone()),
+                    reason: error.text(),
+                });
+                outcome.errors.push(error.text());
+            }
         }
     }
     outcome
@@ -231,7 +246,7 @@ fn check_case_ids(case: &CaseRecord) -> Result<(), SplitError> {
     Ok(())
 }
 
-/// The earliest start and latest end of the case's units.
+/// Returns the earliest start and latest end of the case's units.
 fn case_window(case: &CaseRecord) -> (DateTime<Utc>, DateTime<Utc>) {
     let from = case
         .units

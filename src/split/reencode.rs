@@ -41,8 +41,8 @@ const ENCODE_PIPELINE: &str = include_str!("../../pipelines/split-encode.launch"
 /// camera footage, as close to the original as a re-encode gets.
 const ENCODER_QUALITY: u32 = 18;
 
-/// Longest a part may take to encode before the pipeline counts as hung;
-/// a GOP takes well under a second and a whole clip a few minutes.
+/// Maximum time one part may take to encode before the pipeline counts as
+/// hung. A GOP takes well under a second and a whole clip a few minutes.
 const ENCODE_TIMEOUT_SECONDS: u64 = 3600;
 
 /// Folder under the data directory for the temporary parts.
@@ -480,9 +480,8 @@ fn encoder_version() -> String {
     format!("x264enc (GStreamer plugin {x264})")
 }
 
-/// What splicing re-encoded H.264 into a camera's stream needs: the
-/// camera's `avc1` entry, a parameter-set id it does not use, and the
-/// profile to encode in.
+/// Settings for splicing re-encoded H.264 into a camera's stream: a
+/// parameter-set id the camera does not use and the profile to encode in.
 struct Splice {
     profile: &'static str,
     new_id: u32,

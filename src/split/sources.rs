@@ -15,8 +15,8 @@ use crate::media::index::read_index;
 use crate::runner::Services;
 use crate::store::{key_segment, Tier};
 
-/// Longest recording a camera writes in one file; recordings starting this
-/// long before the case cannot reach into it, so their index is not read.
+/// Maximum length of one recording file. A recording that starts this long
+/// before the case cannot reach into it, so its index is not read.
 const MAX_RECORDING_HOURS: i64 = 24;
 
 /// Device name for recordings whose file name and container name none,
