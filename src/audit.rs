@@ -102,7 +102,11 @@ impl AuditError {
     }
 
     pub fn text(&self) -> Text {
-        let AuditError::Catalog { action, object, source } = self;
+        let AuditError::Catalog {
+            action,
+            object,
+            source,
+        } = self;
         Text::new(
             format!("审计事件 {action}（{object}）未能记录：{source}"),
             self.to_string(),
@@ -111,37 +115,70 @@ impl AuditError {
 }
 
 /// Appends an event by the acting person of `services`.
-pub fn record(services: &Services, action: Action, object: &str, detail: serde_json::Value) -> Result<AuditEventRow, AuditError> {
+pub fn record(
+    services: &Services,
+    action: Action,
+    object: &str,
+    detail: serde_json::Value,
+) -> Result<AuditEventRow, AuditError> {
     record_as(&services.catalog, &services.actor, action, object, detail)
 }
 
 /// Appends an event unless one of the same action on the same object is
 /// already in the chain: a stage rerun after a crash logs its fact once.
-pub fn record_once(services: &Services, action: Action, object: &str, detail: serde_json::Value) -> Result<(), AuditError> {
+pub fn record_once(
+    services: &Services,
+    action: Action,
+    object: &str,
+    detail: serde_json::Value,
+) -> Result<(), AuditError> {
     let wrap = |source| AuditError::Catalog {
         action: action.as_str(),
         object: object.to_string(),
         source,
     };
-    if services.catalog.has_audit_event(action.as_str(), object).map_err(wrap)? {
+    if services
+        .catalog
+        .has_audit_event(action.as_str(), object)
+        .map_err(wrap)?
+    {
         return Ok(());
     }
     record(services, action, object, detail).map(|_| ())
 }
 
 /// Appends an event by `actor`.
-pub fn record_as(catalog: &Catalog, actor: &str, action: Action, object: &str, detail: serde_json::Value) -> Result<AuditEventRow, AuditError> {
+pub fn record_as(
+    catalog: &Catalog,
+    actor: &str,
+    action: Action,
+    object: &str,
+    detail: serde_json::Value,
+) -> Result<AuditEventRow, AuditError> {
     let at = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
     let detail_json = detail.to_string();
     let hash_of = |prev: &str| event_hash(prev, &at, actor, action.as_str(), object, &detail_json);
     let row = catalog
-        .append_audit_event(&at, actor, action.as_str(), object, &detail_json, GENESIS, &hash_of)
+        .append_audit_event(
+            &at,
+            actor,
+            action.as_str(),
+            object,
+            &detail_json,
+            GENESIS,
+            &hash_of,
+        )
         .map_err(|source| AuditError::Catalog {
             action: action.as_str(),
             object: object.to_string(),
             source,
         })?;
-    tracing::debug!(seq = row.seq, action = action.as_str(), object, "audit event recorded");
+    tracing::debug!(
+        seq = row.seq,
+        action = action.as_str(),
+        object,
+        "audit event recorded"
+    );
     Ok(row)
 }
 
@@ -149,7 +186,14 @@ pub fn record_as(catalog: &Catalog, actor: &str, action: Action, object: &str, d
 /// array so that no field can bleed into the next. The sequence number is
 /// left out, so that a moved event still matches its own hash and is
 /// reported as moved rather than changed.
-pub fn event_hash(prev_hash: &str, at: &str, actor: &str, action: &str, object: &str, detail_json: &str) -> String {
+pub fn event_hash(
+    prev_hash: &str,
+    at: &str,
+    actor: &str,
+    action: &str,
+    object: &str,
+    detail_json: &str,
+) -> String {
     let fields = serde_json::json!([prev_hash, at, actor, action, object, detail_json]);
     hex::encode(Sha256::digest(fields.to_string().as_bytes()))
 }
@@ -213,7 +257,14 @@ impl VerifyReport {
             let _ = writeln!(out, "  {} {head}", lang.pick("最新事件哈希", "head hash"));
         }
         for problem in &self.problems {
-            let _ = writeln!(out, "  #{} {} {}: {}", problem.seq, problem.action, problem.object, problem.message.get(lang));
+            let _ = writeln!(
+                out,
+                "  #{} {} {}: {}",
+                problem.seq,
+                problem.action,
+                problem.object,
+                problem.message.get(lang)
+            );
         }
         out
     }
@@ -226,8 +277,11 @@ pub fn verify(catalog: &Catalog) -> Result<VerifyReport, CatalogError> {
 }
 
 fn verify_events(events: &[AuditEventRow]) -> VerifyReport {
-    let position_of_hash: std::collections::HashMap<&str, usize> =
-        events.iter().enumerate().map(|(i, e)| (e.hash.as_str(), i)).collect();
+    let position_of_hash: std::collections::HashMap<&str, usize> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.hash.as_str(), i))
+        .collect();
     let mut problems = Vec::new();
     let problem = |event: &AuditEventRow, kind, message| Problem {
         seq: event.seq,
@@ -239,19 +293,33 @@ fn verify_events(events: &[AuditEventRow]) -> VerifyReport {
     };
 
     for (i, event) in events.iter().enumerate() {
-        let recomputed = event_hash(&event.prev_hash, &event.at, &event.actor, &event.action, &event.object, &event.detail_json);
+        let recomputed = event_hash(
+            &event.prev_hash,
+            &event.at,
+            &event.actor,
+            &event.action,
+            &event.object,
+            &event.detail_json,
+        );
         if recomputed != event.hash {
             problems.push(problem(
                 event,
                 ProblemKind::Changed,
                 Text::new(
                     format!("事件 #{} 的内容与其哈希不符：记录后被改动过", event.seq),
-                    format!("event #{} does not match its hash: it was changed after it was recorded", event.seq),
+                    format!(
+                        "event #{} does not match its hash: it was changed after it was recorded",
+                        event.seq
+                    ),
                 ),
             ));
         }
 
-        let expected_prev = if i == 0 { GENESIS } else { events[i - 1].hash.as_str() };
+        let expected_prev = if i == 0 {
+            GENESIS
+        } else {
+            events[i - 1].hash.as_str()
+        };
         if event.prev_hash == expected_prev {
             continue;
         }
@@ -342,17 +410,30 @@ mod tests {
         events[2].actor = "someone-else".into();
         let report = verify_events(&events);
         assert_eq!(report.problems.len(), 1);
-        assert_eq!((report.problems[0].seq, report.problems[0].kind), (3, ProblemKind::Changed));
+        assert_eq!(
+            (report.problems[0].seq, report.problems[0].kind),
+            (3, ProblemKind::Changed)
+        );
     }
 
     #[test]
     fn rewritten_hash_is_named_as_changed() {
         let mut events = chain(5);
         events[2].object = "other".into();
-        events[2].hash = event_hash(&events[2].prev_hash, &events[2].at, "op", "read", "other", "{}");
+        events[2].hash = event_hash(
+            &events[2].prev_hash,
+            &events[2].at,
+            "op",
+            "read",
+            "other",
+            "{}",
+        );
         let report = verify_events(&events);
         assert_eq!(report.problems.len(), 1);
-        assert_eq!((report.problems[0].seq, report.problems[0].kind), (3, ProblemKind::Changed));
+        assert_eq!(
+            (report.problems[0].seq, report.problems[0].kind),
+            (3, ProblemKind::Changed)
+        );
     }
 
     #[test]
@@ -361,7 +442,10 @@ mod tests {
         events.remove(2);
         let report = verify_events(&events);
         assert_eq!(report.problems.len(), 1);
-        assert_eq!((report.problems[0].seq, report.problems[0].kind), (4, ProblemKind::Removed));
+        assert_eq!(
+            (report.problems[0].seq, report.problems[0].kind),
+            (4, ProblemKind::Removed)
+        );
     }
 
     #[test]
@@ -372,7 +456,10 @@ mod tests {
         events[2].seq = 3;
         let report = verify_events(&events);
         assert!(!report.intact);
-        assert!(report.problems.iter().all(|p| p.kind == ProblemKind::Reordered));
+        assert!(report
+            .problems
+            .iter()
+            .all(|p| p.kind == ProblemKind::Reordered));
         assert_eq!(report.problems[0].seq, 2);
     }
 }

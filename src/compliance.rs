@@ -1,8 +1,8 @@
 //! The compliance report (Article 18): the bureau's periodic check of its
 //! footage and records over a period.
 //!
-//! `evidence report --from DATE --to DATE` gathers, for recordings made in
-//! the period (by recording start, else upload time): every recording,
+//! `evidence report --from DATE --to DATE` covers the recordings made in
+//! the period (by recording start, else upload time). It lists every recording,
 //! late uploads (Article 11) with their delay filings, unexplained gaps
 //! (Article 6), units of the period's cases without footage (Article 9),
 //! evidence objects without their separate backup (Article 12), retention
@@ -42,7 +42,10 @@ pub enum ComplianceError {
     #[error("cannot read recordings for the report: {0}")]
     Recordings(String),
     #[error("cannot write the report into {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl ComplianceError {
@@ -51,7 +54,9 @@ impl ComplianceError {
             ComplianceError::Period(message) => format!("期间无效：{}", message.zh),
             ComplianceError::Catalog(e) => format!("目录库错误：{e}"),
             ComplianceError::Recordings(message) => format!("无法读取报告所需的录像：{message}"),
-            ComplianceError::Write { path, source } => format!("无法把报告写入 {}：{source}", path.display()),
+            ComplianceError::Write { path, source } => {
+                format!("无法把报告写入 {}：{source}", path.display())
+            }
         };
         Text::new(zh, self.to_string())
     }
@@ -137,13 +142,12 @@ pub struct ComplianceReport {
 /// Parses the `--from`/`--to` dates (`YYYY-MM-DD`, local days).
 pub fn parse_period(from: &str, to: &str, timezone: &str) -> Result<Period, ComplianceError> {
     let date = |text: &str| {
-        NaiveDate::parse_from_str(text, "%Y-%m-%d")
-            .map_err(|_| {
-                ComplianceError::Period(Text::new(
-                    format!("{text:?} 不是 2024-05-01 这样的日期"),
-                    format!("{text:?} is not a date like 2024-05-01"),
-                ))
-            })
+        NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+            ComplianceError::Period(Text::new(
+                format!("{text:?} 不是 2024-05-01 这样的日期"),
+                format!("{text:?} is not a date like 2024-05-01"),
+            ))
+        })
     };
     let (from, to) = (date(from)?, date(to)?);
     if to < from {
@@ -160,7 +164,12 @@ pub fn parse_period(from: &str, to: &str, timezone: &str) -> Result<Period, Comp
 }
 
 /// Builds the report; with `out`, writes JSON, text and pictures there.
-pub fn report(services: &Services, period: Period, lang: Lang, out: Option<&Path>) -> Result<ComplianceReport, ComplianceError> {
+pub fn report(
+    services: &Services,
+    period: Period,
+    lang: Lang,
+    out: Option<&Path>,
+) -> Result<ComplianceReport, ComplianceError> {
     let timezone = services.config.timezone();
     let start = local_midnight(timezone, period.from);
     let end = local_midnight(timezone, period.to.succ_opt().unwrap_or(period.to));
@@ -217,7 +226,15 @@ pub fn report(services: &Services, period: Period, lang: Lang, out: Option<&Path
     let overall = continuity_of(services, None, &mut jobs)?;
     let mut pictures = Vec::new();
     let period_subject = format!("{}_{}", period.from, period.to);
-    if let Some(picture) = picture(services, &overall, None, &period_subject, &period_subject, out, &mut notes)? {
+    if let Some(picture) = picture(
+        services,
+        &overall,
+        None,
+        &period_subject,
+        &period_subject,
+        out,
+        &mut notes,
+    )? {
         pictures.push(picture);
     }
 
@@ -226,7 +243,15 @@ pub fn report(services: &Services, period: Period, lang: Lang, out: Option<&Path
         let mut case_jobs = stages::case_jobs(services, &case).map_err(recordings_error)?;
         let coverage = continuity_of(services, Some(&case), &mut case_jobs)?;
         units_without_footage.extend(coverage.units.iter().filter(|u| u.covered <= 0.0).cloned());
-        if let Some(picture) = picture(services, &coverage, Some(&case), &case.case_id, &period_subject, out, &mut notes)? {
+        if let Some(picture) = picture(
+            services,
+            &coverage,
+            Some(&case),
+            &case.case_id,
+            &period_subject,
+            out,
+            &mut notes,
+        )? {
             pictures.push(picture);
         }
     }
@@ -237,7 +262,10 @@ pub fn report(services: &Services, period: Period, lang: Lang, out: Option<&Path
     let totals = Totals {
         recordings: recordings.len(),
         late_uploads: late_uploads.len(),
-        late_uploads_without_filing: late_uploads.iter().filter(|d| d.delay_filing.is_none()).count(),
+        late_uploads_without_filing: late_uploads
+            .iter()
+            .filter(|d| d.delay_filing.is_none())
+            .count(),
         unexplained_gaps: overall.unexplained_gaps.len(),
         justified_gaps: overall.justified_gaps.len(),
         units_without_footage: units_without_footage.len(),
@@ -268,13 +296,21 @@ pub fn report(services: &Services, period: Period, lang: Lang, out: Option<&Path
             let path = dir.join(name);
             std::fs::write(&path, bytes).map_err(|source| ComplianceError::Write { path, source })
         };
-        write(format!("{base}.json"), serde_json::to_string_pretty(&report).expect("a report serializes").as_bytes())?;
-        write(format!("{base}.{}.txt", lang_code(lang)), report.render_text(lang).as_bytes())?;
+        write(
+            format!("{base}.json"),
+            serde_json::to_string_pretty(&report)
+                .expect("a report serializes")
+                .as_bytes(),
+        )?;
+        write(
+            format!("{base}.{}.txt", lang_code(lang)),
+            report.render_text(lang).as_bytes(),
+        )?;
     }
     Ok(report)
 }
 
-/// The instant a recording counts at: its start, else its upload.
+/// Returns the instant a recording counts at: its start, else its upload.
 fn recorded_at(row: &RecordingRow) -> DateTime<Utc> {
     row.start
         .as_deref()
@@ -293,7 +329,11 @@ fn local_midnight(timezone: chrono_tz::Tz, day: NaiveDate) -> DateTime<Utc> {
         .unwrap_or_else(|| Utc.from_utc_datetime(&midnight))
 }
 
-fn cases_in(services: &Services, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Vec<CaseRecord>, ComplianceError> {
+fn cases_in(
+    services: &Services,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<Vec<CaseRecord>, ComplianceError> {
     Ok(services
         .catalog
         .case_records()?
@@ -307,7 +347,11 @@ fn cases_in(services: &Services, start: DateTime<Utc>, end: DateTime<Utc>) -> Re
 }
 
 /// Sessions, gaps and unit coverage of the probed recordings.
-fn continuity_of(services: &Services, case: Option<&CaseRecord>, jobs: &mut [RecordingJob]) -> Result<ContinuityReport, ComplianceError> {
+fn continuity_of(
+    services: &Services,
+    case: Option<&CaseRecord>,
+    jobs: &mut [RecordingJob],
+) -> Result<ContinuityReport, ComplianceError> {
     let justifications = crate::continuity::justify::latest_justifications(&services.catalog)?;
     let filings = services.catalog.delay_filings()?;
     let facts: Vec<RecordingFacts> = jobs
@@ -331,7 +375,13 @@ fn continuity_of(services: &Services, case: Option<&CaseRecord>, jobs: &mut [Rec
             })
         })
         .collect();
-    Ok(analyze_batch(&services.config, case, &facts, &justifications, &filings))
+    Ok(analyze_batch(
+        &services.config,
+        case,
+        &facts,
+        &justifications,
+        &filings,
+    ))
 }
 
 /// Renders and stores one coverage picture; a picture that cannot be made
@@ -351,28 +401,45 @@ fn picture(
     let png = match crate::timeline::render(continuity, case, services.config.timezone()) {
         Ok(png) => png,
         Err(message) => {
-            notes.push(Text::new(format!("{subject} 的覆盖图未生成：{message}"), format!("no coverage picture for {subject}: {message}")));
+            notes.push(Text::new(
+                format!("{subject} 的覆盖图未生成：{message}"),
+                format!("no coverage picture for {subject}: {message}"),
+            ));
             return Ok(None);
         }
     };
     let digest = crate::ingest::sha256_hex(&png);
     let name = format!("coverage-{}.png", crate::store::key_segment(subject));
-    let key = format!("reports/compliance/{period_subject}/{}-{}", &digest[..16], name);
-    let stored = services.store.put_small(Tier::Routine, &key, &png).and_then(|info| {
-        picture_manifest(services, &key, &digest, &png, subject).store(services.store.as_ref())?;
-        Ok(info)
-    });
+    let key = format!(
+        "reports/compliance/{period_subject}/{}-{}",
+        &digest[..16],
+        name
+    );
+    let stored = services
+        .store
+        .put_small(Tier::Routine, &key, &png)
+        .and_then(|info| {
+            picture_manifest(services, &key, &digest, &png, subject)
+                .store(services.store.as_ref())?;
+            Ok(info)
+        });
     let location = match stored {
         Ok(info) => info.location,
         Err(error) => {
-            notes.push(Text::new(format!("覆盖图 {key} 未能存储：{error}"), format!("coverage picture {key} not stored: {error}")));
+            notes.push(Text::new(
+                format!("覆盖图 {key} 未能存储：{error}"),
+                format!("coverage picture {key} not stored: {error}"),
+            ));
             key.clone()
         }
     };
     let file = match out {
         Some(dir) => {
             let path = dir.join(&name);
-            std::fs::write(&path, &png).map_err(|source| ComplianceError::Write { path: path.clone(), source })?;
+            std::fs::write(&path, &png).map_err(|source| ComplianceError::Write {
+                path: path.clone(),
+                source,
+            })?;
             Some(path)
         }
         None => None,
@@ -384,8 +451,14 @@ fn picture(
     }))
 }
 
-/// The custody record of a picture, so that fixity checks can read it.
-fn picture_manifest(services: &Services, key: &str, sha256: &str, png: &[u8], subject: &str) -> crate::store::Manifest {
+/// Builds the custody record of a picture, so that fixity checks can read it.
+fn picture_manifest(
+    services: &Services,
+    key: &str,
+    sha256: &str,
+    png: &[u8],
+    subject: &str,
+) -> crate::store::Manifest {
     use sm3::Digest;
     crate::store::Manifest {
         artefact: "report".into(),
@@ -407,15 +480,27 @@ fn picture_manifest(services: &Services, key: &str, sha256: &str, png: &[u8], su
 }
 
 /// Evidence-tier originals of the period whose separate copy is missing.
-fn missing_backups(services: &Services, rows: &[RecordingRow]) -> Result<Vec<MissingBackup>, ComplianceError> {
+fn missing_backups(
+    services: &Services,
+    rows: &[RecordingRow],
+) -> Result<Vec<MissingBackup>, ComplianceError> {
     let mut missing = Vec::new();
     for row in rows.iter().filter(|r| r.tier == Tier::Evidence.as_str()) {
         let reason = match services.store.backup() {
-            None => Some(Text::new("未配置单独备份（[store.backup]）", "no separate backup is configured ([store.backup])")),
+            None => Some(Text::new(
+                "未配置单独备份（[store.backup]）",
+                "no separate backup is configured ([store.backup])",
+            )),
             Some(backup) => match backup.head(Tier::Evidence, &row.key) {
                 Ok(Some(_)) => None,
-                Ok(None) => Some(Text::new("备份中没有该对象", "the backup does not hold the object")),
-                Err(error) => Some(Text::new(format!("无法查询备份：{error}"), format!("the backup cannot be asked: {error}"))),
+                Ok(None) => Some(Text::new(
+                    "备份中没有该对象",
+                    "the backup does not hold the object",
+                )),
+                Err(error) => Some(Text::new(
+                    format!("无法查询备份：{error}"),
+                    format!("the backup cannot be asked: {error}"),
+                )),
             },
         };
         if let Some(reason) = reason {
@@ -430,7 +515,12 @@ fn missing_backups(services: &Services, rows: &[RecordingRow]) -> Result<Vec<Mis
     Ok(missing)
 }
 
-fn fixity_of(services: &Services, rows: &[RecordingRow], start: DateTime<Utc>, end: DateTime<Utc>) -> Result<FixitySummary, ComplianceError> {
+fn fixity_of(
+    services: &Services,
+    rows: &[RecordingRow],
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<FixitySummary, ComplianceError> {
     let checks: Vec<FixityRow> = services
         .catalog
         .fixity_checks()?
@@ -451,7 +541,11 @@ fn fixity_of(services: &Services, rows: &[RecordingRow], start: DateTime<Utc>, e
         checked: checks.len(),
         passed,
         failed: checks.len() - passed,
-        failures: checks.iter().filter(|c| c.status != "ok").cloned().collect(),
+        failures: checks
+            .iter()
+            .filter(|c| c.status != "ok")
+            .cloned()
+            .collect(),
         never_checked,
     })
 }
@@ -474,22 +568,52 @@ impl ComplianceReport {
         let _ = writeln!(
             out,
             "{} {} — {} ({})",
-            lang.pick("执法音像记录检查报告（第十八条）", "Footage compliance report (Article 18)"),
+            lang.pick(
+                "执法音像记录检查报告（第十八条）",
+                "Footage compliance report (Article 18)"
+            ),
             self.period.from,
             self.period.to,
             self.period.timezone
         );
-        let _ = writeln!(out, "{} {} {}", lang.pick("生成于", "generated at"), self.generated_at.to_rfc3339(), self.generated_by);
+        let _ = writeln!(
+            out,
+            "{} {} {}",
+            lang.pick("生成于", "generated at"),
+            self.generated_at.to_rfc3339(),
+            self.generated_by
+        );
         let lines = [
             (lang.pick("录像", "recordings"), t.recordings),
             (lang.pick("逾期上传", "late uploads"), t.late_uploads),
-            (lang.pick("逾期且无延迟说明", "late without a delay filing"), t.late_uploads_without_filing),
-            (lang.pick("未说明的中断", "unexplained gaps"), t.unexplained_gaps),
-            (lang.pick("已说明的中断", "justified gaps"), t.justified_gaps),
-            (lang.pick("无录像的检查单位", "units without footage"), t.units_without_footage),
-            (lang.pick("缺少单独备份的证据", "evidence without its separate backup"), t.evidence_without_backup),
-            (lang.pick("保存期已满", "retention ended"), t.retention_ended),
-            (lang.pick("完整性核验失败", "fixity failures"), t.fixity_failed),
+            (
+                lang.pick("逾期且无延迟说明", "late without a delay filing"),
+                t.late_uploads_without_filing,
+            ),
+            (
+                lang.pick("未说明的中断", "unexplained gaps"),
+                t.unexplained_gaps,
+            ),
+            (
+                lang.pick("已说明的中断", "justified gaps"),
+                t.justified_gaps,
+            ),
+            (
+                lang.pick("无录像的检查单位", "units without footage"),
+                t.units_without_footage,
+            ),
+            (
+                lang.pick("缺少单独备份的证据", "evidence without its separate backup"),
+                t.evidence_without_backup,
+            ),
+            (
+                lang.pick("保存期已满", "retention ended"),
+                t.retention_ended,
+            ),
+            (
+                lang.pick("完整性核验失败", "fixity failures"),
+                t.fixity_failed,
+            ),
         ];
         for (label, count) in lines {
             let _ = writeln!(out, "  {label}: {count}");
@@ -513,17 +637,44 @@ impl ComplianceReport {
                 Some(f) => format!("{}: {}", lang.pick("延迟说明", "delay filing"), f.reason),
                 None => lang.pick("无延迟说明", "no delay filing").to_string(),
             };
-            let _ = writeln!(out, "  {} {} {} {} {}  {filing}", d.file_name, lang.pick("期限", "due"), d.upload_deadline, lang.pick("上传", "uploaded"), d.uploaded_on);
+            let _ = writeln!(
+                out,
+                "  {} {} {} {} {}  {filing}",
+                d.file_name,
+                lang.pick("期限", "due"),
+                d.upload_deadline,
+                lang.pick("上传", "uploaded"),
+                d.uploaded_on
+            );
         }
         section(&mut out, lang.pick("未说明的中断", "Unexplained gaps"));
         for g in &self.unexplained_gaps {
-            let _ = writeln!(out, "  {} {} → {} ({:.1} s)", g.gap_id, g.from.to_rfc3339(), g.to.to_rfc3339(), g.duration);
+            let _ = writeln!(
+                out,
+                "  {} {} → {} ({:.1} s)",
+                g.gap_id,
+                g.from.to_rfc3339(),
+                g.to.to_rfc3339(),
+                g.duration
+            );
         }
-        section(&mut out, lang.pick("无录像的检查单位", "Units without footage"));
+        section(
+            &mut out,
+            lang.pick("无录像的检查单位", "Units without footage"),
+        );
         for u in &self.units_without_footage {
-            let _ = writeln!(out, "  {} {} → {}", u.unit_id, u.from.to_rfc3339(), u.to.to_rfc3339());
+            let _ = writeln!(
+                out,
+                "  {} {} → {}",
+                u.unit_id,
+                u.from.to_rfc3339(),
+                u.to.to_rfc3339()
+            );
         }
-        section(&mut out, lang.pick("缺少单独备份的证据", "Evidence without its separate backup"));
+        section(
+            &mut out,
+            lang.pick("缺少单独备份的证据", "Evidence without its separate backup"),
+        );
         for m in &self.evidence_without_backup {
             let _ = writeln!(out, "  {} {}: {}", m.sha256, m.key, m.reason.get(lang));
         }
@@ -545,7 +696,15 @@ impl ComplianceReport {
         }
         section(&mut out, lang.pick("覆盖图", "Coverage pictures"));
         for p in &self.pictures {
-            let _ = writeln!(out, "  {}: {}", p.subject, p.file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| p.location.clone()));
+            let _ = writeln!(
+                out,
+                "  {}: {}",
+                p.subject,
+                p.file
+                    .as_ref()
+                    .map(|f| f.display().to_string())
+                    .unwrap_or_else(|| p.location.clone())
+            );
         }
         for note in &self.notes {
             let _ = writeln!(out, "{} {}", lang.pick("注：", "note:"), note.get(lang));

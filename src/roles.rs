@@ -51,8 +51,15 @@ pub fn has_role(services: &Services, actor: &str, role: Role) -> bool {
 }
 
 /// Passes when the acting person holds any of `needed`.
-pub fn require(services: &Services, command: &'static str, needed: &[Role]) -> Result<(), RoleError> {
-    if needed.iter().any(|role| has_role(services, &services.actor, *role)) {
+pub fn require(
+    services: &Services,
+    command: &'static str,
+    needed: &[Role],
+) -> Result<(), RoleError> {
+    if needed
+        .iter()
+        .any(|role| has_role(services, &services.actor, *role))
+    {
         return Ok(());
     }
     tracing::info!(actor = %services.actor, command, "refused: role missing");

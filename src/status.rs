@@ -90,7 +90,9 @@ pub fn status(services: &Services) -> Result<StatusReport, CatalogError> {
             .iter()
             .map(|f| serde_json::from_str(&f.detail_json).unwrap_or(serde_json::Value::Null))
             .collect();
-        let deadline = upload_deadlines.iter().find(|d| d.sha256.as_deref() == Some(row.sha256.as_str()));
+        let deadline = upload_deadlines
+            .iter()
+            .find(|d| d.sha256.as_deref() == Some(row.sha256.as_str()));
         recordings.push(RecordingStatus {
             sha256: row.sha256.clone(),
             file_name: row.file_name.clone(),
@@ -121,7 +123,9 @@ pub fn status(services: &Services) -> Result<StatusReport, CatalogError> {
                 _ => counts.failed += 1,
             }
             JobStatus {
-                next_attempt: (job.status == "queued").then(|| from_ms(job.not_before_ms)).flatten(),
+                next_attempt: (job.status == "queued")
+                    .then(|| from_ms(job.not_before_ms))
+                    .flatten(),
                 error: job.last_error.as_deref().map(text_of_error),
                 lease_until: job.lease_until_ms.and_then(from_ms),
                 job_id: job.job_id,
@@ -142,7 +146,9 @@ pub fn status(services: &Services) -> Result<StatusReport, CatalogError> {
         .filter_map(|json| serde_json::from_str::<CaseRecord>(json).ok())
         .map(|case| {
             let computed = deadlines::compute(&services.config, &[], Some(&case), &[]);
-            let deadline = computed.case_file.expect("a case gives a case-file deadline");
+            let deadline = computed
+                .case_file
+                .expect("a case gives a case-file deadline");
             CaseDeadline {
                 case_id: deadline.case_id,
                 action_ended_on: deadline.action_ended_on,
@@ -164,7 +170,10 @@ pub fn status(services: &Services) -> Result<StatusReport, CatalogError> {
 }
 
 /// Upload deadlines of catalog recordings on the configured calendar.
-pub fn upload_deadlines(services: &Services, rows: &[RecordingRow]) -> Result<Vec<UploadDeadline>, CatalogError> {
+pub fn upload_deadlines(
+    services: &Services,
+    rows: &[RecordingRow],
+) -> Result<Vec<UploadDeadline>, CatalogError> {
     let filings = services.catalog.delay_filings()?;
     let parsed: Vec<(DateTime<Utc>, bool, DateTime<Utc>)> = rows
         .iter()
@@ -208,9 +217,18 @@ fn from_ms(ms: i64) -> Option<DateTime<Utc>> {
 impl StatusReport {
     pub fn render_text(&self, lang: Lang) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "{} ({})", lang.pick("录像", "recordings"), self.recordings.len());
+        let _ = writeln!(
+            out,
+            "{} ({})",
+            lang.pick("录像", "recordings"),
+            self.recordings.len()
+        );
         for r in &self.recordings {
-            let late = if r.late { lang.pick("  逾期上传", "  late upload") } else { "" };
+            let late = if r.late {
+                lang.pick("  逾期上传", "  late upload")
+            } else {
+                ""
+            };
             let _ = writeln!(
                 out,
                 "  {}  {}  {}  {} {}  {} {}{late}",
@@ -220,7 +238,9 @@ impl StatusReport {
                 lang.pick("发现", "findings"),
                 r.findings.len(),
                 lang.pick("上传期限", "upload by"),
-                r.upload_deadline.map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
+                r.upload_deadline
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| "-".into()),
             );
         }
         let c = &self.job_counts;
@@ -239,7 +259,16 @@ impl StatusReport {
             c.failed
         );
         for job in self.jobs.iter().filter(|j| j.status != "done") {
-            let _ = writeln!(out, "  #{} {} {} [{}] {}: {}", job.job_id, job.kind, job.subject, job.status, lang.pick("尝试次数", "attempts"), job.attempts);
+            let _ = writeln!(
+                out,
+                "  #{} {} {} [{}] {}: {}",
+                job.job_id,
+                job.kind,
+                job.subject,
+                job.status,
+                lang.pick("尝试次数", "attempts"),
+                job.attempts
+            );
             if let Some(error) = &job.error {
                 let _ = writeln!(out, "    {}", error.get(lang));
             }

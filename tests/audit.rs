@@ -22,7 +22,11 @@ fn logged_data() -> tempfile::TempDir {
     let data = tempfile::tempdir().unwrap();
     write_roles(data.path());
     let output = run(data.path(), &process_args());
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     data
 }
 
@@ -34,10 +38,20 @@ fn process_args() -> Vec<&'static str> {
         "HB0631_130631001_20240501100010_0002.MP4",
         "HB0631_130631001_20240501100027_0003.MP4",
     ] {
-        args.push(Box::leak(fixture(&format!("cases/session/{name}")).display().to_string().into_boxed_str()));
+        args.push(Box::leak(
+            fixture(&format!("cases/session/{name}"))
+                .display()
+                .to_string()
+                .into_boxed_str(),
+        ));
     }
     args.push("--case");
-    args.push(Box::leak(fixture("cases/session/case.json").display().to_string().into_boxed_str()));
+    args.push(Box::leak(
+        fixture("cases/session/case.json")
+            .display()
+            .to_string()
+            .into_boxed_str(),
+    ));
     args
 }
 
@@ -66,13 +80,20 @@ fn every_ingest_is_logged_and_the_chain_verifies() {
 
     let again = run(data.path(), &process_args());
     assert!(again.status.success());
-    assert_eq!(verify(data.path()).1["checked"], 3, "an upload seen again is not a new ingest");
+    assert_eq!(
+        verify(data.path()).1["checked"],
+        3,
+        "an upload seen again is not a new ingest"
+    );
 }
 
 #[test]
 fn changed_event_is_named() {
     let data = logged_data();
-    tamper(data.path(), "UPDATE audit_events SET actor = 'someone-else' WHERE seq = 2");
+    tamper(
+        data.path(),
+        "UPDATE audit_events SET actor = 'someone-else' WHERE seq = 2",
+    );
     let (output, report) = verify(data.path());
     assert_eq!(output.status.code(), Some(3));
     let problem = only_problem(&report);
@@ -89,7 +110,10 @@ fn removed_event_is_named() {
     let problem = only_problem(&report);
     assert_eq!(problem["seq"], 3);
     assert_eq!(problem["kind"], "removed");
-    assert!(problem["message"]["en"].as_str().unwrap().contains("after #1"));
+    assert!(problem["message"]["en"]
+        .as_str()
+        .unwrap()
+        .contains("after #1"));
 }
 
 #[test]
@@ -105,14 +129,23 @@ fn reordered_events_are_named() {
     assert_eq!(output.status.code(), Some(3));
     let problems = report["problems"].as_array().unwrap();
     assert!(!problems.is_empty());
-    assert!(problems.iter().all(|p| p["kind"] == "reordered"), "{report:#}");
-    assert_eq!(problems[0]["seq"], 2, "the event moved ahead is named first");
+    assert!(
+        problems.iter().all(|p| p["kind"] == "reordered"),
+        "{report:#}"
+    );
+    assert_eq!(
+        problems[0]["seq"], 2,
+        "the event moved ahead is named first"
+    );
 }
 
 #[test]
 fn audit_and_report_refuse_people_without_the_auditor_role() {
     let data = logged_data();
-    let cases: [&[&str]; 2] = [&["audit", "verify"], &["report", "--from", "2024-05-01", "--to", "2024-05-31"]];
+    let cases: [&[&str]; 2] = [
+        &["audit", "verify"],
+        &["report", "--from", "2024-05-01", "--to", "2024-05-31"],
+    ];
     for args in cases {
         for (lang, needle) in [("zh", "无权执行"), ("en", "may not run")] {
             let output = binary()
@@ -125,7 +158,15 @@ fn audit_and_report_refuse_people_without_the_auditor_role() {
                 .unwrap();
             assert_eq!(output.status.code(), Some(1), "{args:?}");
             let stderr = String::from_utf8_lossy(&output.stderr);
-            assert!(stderr.contains(needle) && stderr.contains("clerk") && stderr.contains("auditor"), "{args:?} {lang}: {stderr}");
+            assert!(stderr.contains(needle), "{args:?} {lang}: {stderr}");
+            assert!(
+                stderr.contains("clerk"),
+                "the refusal names the person: {stderr}"
+            );
+            assert!(
+                stderr.contains("auditor"),
+                "the refusal names the role: {stderr}"
+            );
         }
     }
 }
@@ -136,9 +177,21 @@ fn compliance_report_counts_the_period() {
     let out = tempfile::tempdir().unwrap();
     let (output, report) = run_json(
         data.path(),
-        &["report", "--from", "2024-05-01", "--to", "2024-05-31", "--out", out.path().to_str().unwrap()],
+        &[
+            "report",
+            "--from",
+            "2024-05-01",
+            "--to",
+            "2024-05-31",
+            "--out",
+            out.path().to_str().unwrap(),
+        ],
     );
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(report["totals"]["recordings"], 3);
     // Uploaded years after May 2024, each chapter is late and has no filing.
     assert_eq!(report["totals"]["late_uploads"], 3);
@@ -147,10 +200,22 @@ fn compliance_report_counts_the_period() {
     assert_eq!(report["totals"]["unexplained_gaps"], 1);
     let gap = report["unexplained_gaps"][0]["duration"].as_f64().unwrap();
     assert!((gap - 6.97).abs() < 0.05, "gap {gap}");
-    assert_eq!(report["fixity"]["never_checked"].as_array().unwrap().len(), 3);
-    assert!(out.path().join("compliance-2024-05-01_2024-05-31.json").is_file());
-    assert!(out.path().join("coverage-2024-05-01_2024-05-31.png").is_file());
+    assert_eq!(
+        report["fixity"]["never_checked"].as_array().unwrap().len(),
+        3
+    );
+    assert!(out
+        .path()
+        .join("compliance-2024-05-01_2024-05-31.json")
+        .is_file());
+    assert!(out
+        .path()
+        .join("coverage-2024-05-01_2024-05-31.png")
+        .is_file());
 
-    let (_, outside) = run_json(data.path(), &["report", "--from", "2024-06-01", "--to", "2024-06-30"]);
+    let (_, outside) = run_json(
+        data.path(),
+        &["report", "--from", "2024-06-01", "--to", "2024-06-30"],
+    );
     assert_eq!(outside["totals"]["recordings"], 0);
 }

@@ -45,25 +45,40 @@ impl Database {
             return None;
         };
         let name = format!("evidence_{label}_{}", std::process::id());
-        let mut client = postgres::Client::connect(&admin_url, postgres::NoTls).expect("the test server answers");
-        client.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).unwrap();
-        client.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        let mut client = postgres::Client::connect(&admin_url, postgres::NoTls)
+            .expect("the test server answers");
+        client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+            .unwrap();
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
         let url = replace_database(&admin_url, &name);
-        Some(Database { admin_url, name, url })
+        Some(Database {
+            admin_url,
+            name,
+            url,
+        })
     }
 }
 
 impl Drop for Database {
     fn drop(&mut self) {
         if let Ok(mut client) = postgres::Client::connect(&self.admin_url, postgres::NoTls) {
-            let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+            let _ = client.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
         }
     }
 }
 
-/// The URL with another database name: `scheme://auth@host/DB?query`.
+/// Replaces the database name in `scheme://auth@host/DB?query`.
 fn replace_database(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map(|(b, q)| (b, Some(q))).unwrap_or((url, None));
+    let (base, query) = url
+        .split_once('?')
+        .map(|(b, q)| (b, Some(q)))
+        .unwrap_or((url, None));
     let slash = base.rfind('/').expect("the URL names a database");
     let mut replaced = format!("{}/{name}", &base[..slash]);
     if let Some(query) = query {
@@ -75,7 +90,11 @@ fn replace_database(url: &str, name: &str) -> String {
 
 fn machine(store: &Path) -> tempfile::TempDir {
     let data = tempfile::tempdir().unwrap();
-    std::fs::write(data.path().join("config.toml"), "[roles]\ntester = [\"operator\", \"auditor\"]\n").unwrap();
+    std::fs::write(
+        data.path().join("config.toml"),
+        "[roles]\ntester = [\"operator\", \"auditor\"]\n",
+    )
+    .unwrap();
     std::os::unix::fs::symlink(store, data.path().join("store")).unwrap();
     data
 }
@@ -85,7 +104,15 @@ fn spawn_worker(data: &Path, inbox: &Path, url: &str) -> Child {
         .env("EVIDENCE_CATALOG_URL", url)
         .arg("--data-dir")
         .arg(data)
-        .args(["--json", "worker", "--watch", inbox.to_str().unwrap(), "--settle-secs", "1", "--until-idle"])
+        .args([
+            "--json",
+            "worker",
+            "--watch",
+            inbox.to_str().unwrap(),
+            "--settle-secs",
+            "1",
+            "--until-idle",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -94,7 +121,11 @@ fn spawn_worker(data: &Path, inbox: &Path, url: &str) -> Child {
 
 fn json_of(command: &mut std::process::Command) -> Value {
     let output = command.output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
@@ -112,15 +143,25 @@ fn two_workers_share_the_work_without_doing_anything_twice() {
     let first = machine(store.path());
     let second = machine(store.path());
 
-    let workers = [spawn_worker(first.path(), inbox.path(), &database.url), spawn_worker(second.path(), inbox.path(), &database.url)];
+    let workers = [
+        spawn_worker(first.path(), inbox.path(), &database.url),
+        spawn_worker(second.path(), inbox.path(), &database.url),
+    ];
     let mut done = Vec::new();
     for worker in workers {
         let output = worker.wait_with_output().unwrap();
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
         done.push(summary["jobs_done"].as_u64().unwrap());
     }
-    assert!(done.iter().all(|&n| n > 0), "both workers took jobs: {done:?}");
+    assert!(
+        done.iter().all(|&n| n > 0),
+        "both workers took jobs: {done:?}"
+    );
 
     let status = json_of(
         binary()
@@ -133,13 +174,22 @@ fn two_workers_share_the_work_without_doing_anything_twice() {
     assert!(jobs.iter().all(|j| j["status"] == "done"), "{jobs:#?}");
     // Sessions and cases run again when new footage arrives; an upload's
     // own jobs run exactly once.
-    let per_upload = jobs.iter().filter(|j| j["kind"] == "ingest" || j["kind"] == "analyze");
+    let per_upload = jobs
+        .iter()
+        .filter(|j| j["kind"] == "ingest" || j["kind"] == "analyze");
     assert!(per_upload.clone().all(|j| j["attempts"] == 1), "{jobs:#?}");
     assert!(done.iter().sum::<u64>() as usize >= jobs.len());
     let recordings = UPLOADS.iter().filter(|u| !u.ends_with(".json")).count();
     assert_eq!(status["recordings"].as_array().unwrap().len(), recordings);
-    assert_eq!(jobs.iter().filter(|j| j["kind"] == "ingest").count(), recordings, "each upload queued once");
-    let owners: std::collections::BTreeSet<&str> = jobs.iter().filter_map(|j| j["lease_owner"].as_str()).collect();
+    assert_eq!(
+        jobs.iter().filter(|j| j["kind"] == "ingest").count(),
+        recordings,
+        "each upload queued once"
+    );
+    let owners: std::collections::BTreeSet<&str> = jobs
+        .iter()
+        .filter_map(|j| j["lease_owner"].as_str())
+        .collect();
     assert!(owners.is_empty(), "no lease is left behind");
 
     let audit = json_of(
@@ -150,11 +200,20 @@ fn two_workers_share_the_work_without_doing_anything_twice() {
             .args(["--json", "audit", "verify"]),
     );
     assert_eq!(audit["intact"], true);
-    assert_eq!(audit["checked"], recordings as u64, "one ingest event per recording");
+    assert_eq!(
+        audit["checked"], recordings as u64,
+        "one ingest event per recording"
+    );
 
-    let clips: Vec<_> = walk(store.path()).into_iter().filter(|p| p.contains("/clips/") && p.ends_with(".mp4")).collect();
+    let clips: Vec<_> = walk(store.path())
+        .into_iter()
+        .filter(|p| p.contains("/clips/") && p.ends_with(".mp4"))
+        .collect();
     assert_eq!(clips.len(), 2, "one clip per unit, none twice: {clips:?}");
-    assert!(clips.iter().all(|c| c.ends_with("/v1.mp4")), "no second version of an unchanged clip: {clips:?}");
+    assert!(
+        clips.iter().all(|c| c.ends_with("/v1.mp4")),
+        "no second version of an unchanged clip: {clips:?}"
+    );
 }
 
 #[test]
@@ -174,7 +233,16 @@ fn a_hung_workers_job_is_taken_over_when_its_lease_runs_out() {
         .env("EVIDENCE_WORKER_STALL", "analyze:start")
         .arg("--data-dir")
         .arg(first.path())
-        .args(["worker", "--watch", inbox.path().to_str().unwrap(), "--settle-secs", "1", "--lease-secs", "3", "--until-idle"])
+        .args([
+            "worker",
+            "--watch",
+            inbox.path().to_str().unwrap(),
+            "--settle-secs",
+            "1",
+            "--lease-secs",
+            "3",
+            "--until-idle",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -184,12 +252,18 @@ fn a_hung_workers_job_is_taken_over_when_its_lease_runs_out() {
     assert!(lines.any(|l| l.is_ok_and(|l| l.contains("worker stalled at"))));
 
     // The first worker hangs with its job claimed and no longer renews
-    // the lease, as a frozen machine would; the second takes the job
+    // the lease, as a frozen machine would. The second takes the job
     // over once the 3 s lease has run out.
-    let output = spawn_worker(second.path(), inbox.path(), &database.url).wait_with_output().unwrap();
+    let output = spawn_worker(second.path(), inbox.path(), &database.url)
+        .wait_with_output()
+        .unwrap();
     stalled.kill().unwrap();
     stalled.wait().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let status = json_of(
         binary()
             .env("EVIDENCE_CATALOG_URL", &database.url)
@@ -197,9 +271,17 @@ fn a_hung_workers_job_is_taken_over_when_its_lease_runs_out() {
             .arg(second.path())
             .args(["--json", "status"]),
     );
-    let analyze = status["jobs"].as_array().unwrap().iter().find(|j| j["kind"] == "analyze").unwrap();
+    let analyze = status["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["kind"] == "analyze")
+        .unwrap();
     assert_eq!(analyze["status"], "done");
-    assert_eq!(analyze["attempts"], 2, "claimed by the hung worker, then by the other");
+    assert_eq!(
+        analyze["attempts"], 2,
+        "claimed by the hung worker, then by the other"
+    );
     assert_eq!(status["recordings"].as_array().unwrap().len(), 1);
 }
 

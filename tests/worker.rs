@@ -37,7 +37,7 @@ fn write_roles(data: &Path) {
     .unwrap();
 }
 
-/// An upload folder holding the three chapters of a session and its case record.
+/// Makes an upload folder with the three chapters of a session and its case record.
 fn session_inbox() -> tempfile::TempDir {
     let inbox = tempfile::tempdir().unwrap();
     for entry in std::fs::read_dir(fixture("cases/session")).unwrap() {
@@ -90,7 +90,7 @@ fn stalled_worker(data: &Path, inbox: &Path, point: &str) -> Child {
     child
 }
 
-/// Every stored file under the store, with its SHA-256.
+/// Lists every stored file under the store, with its SHA-256.
 fn stored_files(data: &Path) -> BTreeMap<String, String> {
     let mut files = BTreeMap::new();
     let root = data.join("store");
@@ -117,12 +117,21 @@ fn stored_files(data: &Path) -> BTreeMap<String, String> {
 
 fn status(data: &Path) -> Value {
     let (output, json) = run_json(data, &["status"]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     json
 }
 
 fn jobs_by_status(status: &Value, wanted: &str) -> usize {
-    status["jobs"].as_array().unwrap().iter().filter(|j| j["status"] == wanted).count()
+    status["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["status"] == wanted)
+        .count()
 }
 
 #[test]
@@ -132,7 +141,11 @@ fn worker_processes_each_upload_once_and_status_lists_it() {
     let inbox = session_inbox();
 
     let output = run_worker(data.path(), inbox.path());
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 
     let status = status(data.path());
     let recordings = status["recordings"].as_array().unwrap();
@@ -141,27 +154,49 @@ fn worker_processes_each_upload_once_and_status_lists_it() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "MP4") {
             let sha = sha256_of(&path);
-            assert!(recordings.iter().any(|r| r["sha256"] == sha.as_str()), "{} listed by its sha256", path.display());
+            assert!(
+                recordings.iter().any(|r| r["sha256"] == sha.as_str()),
+                "{} listed by its sha256",
+                path.display()
+            );
         }
     }
     assert_eq!(jobs_by_status(&status, "failed"), 0);
     assert_eq!(jobs_by_status(&status, "queued"), 0);
-    assert_eq!(status["job_counts"]["done"], status["jobs"].as_array().unwrap().len());
+    assert_eq!(
+        status["job_counts"]["done"],
+        status["jobs"].as_array().unwrap().len()
+    );
     // The session has one unexplained 7 s gap between chapters 2 and 3.
     assert!(status["findings"].as_u64().unwrap() >= 1);
     assert_eq!(status["deadlines"]["cases"][0]["case_id"], CASE_ID);
-    assert_eq!(status["deadlines"]["cases"][0]["case_file_deadline"], "2024-05-31");
+    assert_eq!(
+        status["deadlines"]["cases"][0]["case_file_deadline"],
+        "2024-05-31"
+    );
     assert_eq!(status["recordings"][0]["upload_deadline"], "2024-05-07");
 
     let files = stored_files(data.path());
-    assert!(files.keys().any(|k| k.starts_with("evidence/clips/QY-2024-0501-001/U1/HB0631/v1")));
-    assert!(files.keys().any(|k| k.starts_with("evidence/clips/QY-2024-0501-001/U2/HB0631/v1")));
+    assert!(files
+        .keys()
+        .any(|k| k.starts_with("evidence/clips/QY-2024-0501-001/U1/HB0631/v1")));
+    assert!(files
+        .keys()
+        .any(|k| k.starts_with("evidence/clips/QY-2024-0501-001/U2/HB0631/v1")));
 
     let jobs_before = status["jobs"].as_array().unwrap().len();
     let again = run_worker(data.path(), inbox.path());
     assert!(again.status.success());
-    assert_eq!(stored_files(data.path()), files, "a second worker run stores nothing new");
-    assert_eq!(self::status(data.path())["jobs"].as_array().unwrap().len(), jobs_before, "no upload is queued twice");
+    assert_eq!(
+        stored_files(data.path()),
+        files,
+        "a second worker run stores nothing new"
+    );
+    assert_eq!(
+        self::status(data.path())["jobs"].as_array().unwrap().len(),
+        jobs_before,
+        "no upload is queued twice"
+    );
 }
 
 #[test]
@@ -169,10 +204,19 @@ fn kill_at_each_stage_twice_loses_and_doubles_nothing() {
     let reference_data = tempfile::tempdir().unwrap();
     write_roles(reference_data.path());
     let reference_inbox = session_inbox();
-    assert!(run_worker(reference_data.path(), reference_inbox.path()).status.success());
+    assert!(run_worker(reference_data.path(), reference_inbox.path())
+        .status
+        .success());
     let reference = stored_files(reference_data.path());
-    let footage: BTreeMap<_, _> = reference.iter().filter(|(_, sha)| !sha.is_empty()).collect();
-    assert_eq!(footage.len(), 5, "three originals and two clips: {reference:?}");
+    let footage: BTreeMap<_, _> = reference
+        .iter()
+        .filter(|(_, sha)| !sha.is_empty())
+        .collect();
+    assert_eq!(
+        footage.len(),
+        5,
+        "three originals and two clips: {reference:?}"
+    );
 
     for point in STALL_POINTS {
         let data = tempfile::tempdir().unwrap();
@@ -184,18 +228,32 @@ fn kill_at_each_stage_twice_loses_and_doubles_nothing() {
             child.wait().unwrap();
         }
         let output = run_worker(data.path(), inbox.path());
-        assert!(output.status.success(), "{point}: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{point}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
 
         let files = stored_files(data.path());
         let kept: BTreeMap<_, _> = files.iter().filter(|(_, sha)| !sha.is_empty()).collect();
-        assert_eq!(kept, footage, "after kill -9 at {point}: the same footage, none lost, none doubled");
+        assert_eq!(
+            kept, footage,
+            "after kill -9 at {point}: the same footage, none lost, none doubled"
+        );
         let status = status(data.path());
         assert_eq!(status["recordings"].as_array().unwrap().len(), 3, "{point}");
-        assert_eq!(jobs_by_status(&status, "done"), status["jobs"].as_array().unwrap().len(), "{point}: every job completes");
+        assert_eq!(
+            jobs_by_status(&status, "done"),
+            status["jobs"].as_array().unwrap().len(),
+            "{point}: every job completes"
+        );
 
         let (_, audit) = run_json(data.path(), &["audit", "verify"]);
         assert_eq!(audit["intact"], true, "{point}");
-        assert_eq!(audit["checked"], 3, "{point}: one ingest event per recording");
+        assert_eq!(
+            audit["checked"], 3,
+            "{point}: one ingest event per recording"
+        );
     }
 }
 
@@ -204,13 +262,26 @@ fn failed_job_stays_visible_with_its_reason() {
     let data = tempfile::tempdir().unwrap();
     write_roles(data.path());
     let inbox = tempfile::tempdir().unwrap();
-    std::fs::write(inbox.path().join("broken-case.json"), r#"{"case_id": "../x", "kind": "daily_inspection"}"#).unwrap();
+    std::fs::write(
+        inbox.path().join("broken-case.json"),
+        r#"{"case_id": "../x", "kind": "daily_inspection"}"#,
+    )
+    .unwrap();
 
     let output = run_worker(data.path(), inbox.path());
-    assert_eq!(output.status.code(), Some(3), "a failed job makes exit code 3");
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "a failed job makes exit code 3"
+    );
 
     let status = status(data.path());
-    let failed: Vec<&Value> = status["jobs"].as_array().unwrap().iter().filter(|j| j["status"] == "failed").collect();
+    let failed: Vec<&Value> = status["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["status"] == "failed")
+        .collect();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["kind"], "case_record");
     assert!(!failed[0]["error"]["zh"].as_str().unwrap().is_empty());
@@ -227,17 +298,46 @@ fn reprocess_with_a_changed_record_adds_versions_and_keeps_old_ones() {
     let before = stored_files(data.path());
 
     let (output, unchanged) = run_json(data.path(), &["reprocess", "--case", CASE_ID]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(unchanged["clips"].as_array().unwrap().iter().all(|c| c["status"] == "unchanged"));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(unchanged["clips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["status"] == "unchanged"));
 
     let record = std::fs::read_to_string(fixture("cases/session/case.json"))
         .unwrap()
-        .replace("\"to\": \"2024-05-01T10:00:14+08:00\"", "\"to\": \"2024-05-01T10:00:12+08:00\"");
+        .replace(
+            "\"to\": \"2024-05-01T10:00:14+08:00\"",
+            "\"to\": \"2024-05-01T10:00:12+08:00\"",
+        );
     let changed = data.path().join("changed-case.json");
     std::fs::write(&changed, record).unwrap();
-    let (output, report) = run_json(data.path(), &["reprocess", "--case", CASE_ID, "--record", changed.to_str().unwrap()]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let u1 = report["clips"].as_array().unwrap().iter().find(|c| c["unit_id"] == "U1").unwrap();
+    let (output, report) = run_json(
+        data.path(),
+        &[
+            "reprocess",
+            "--case",
+            CASE_ID,
+            "--record",
+            changed.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let u1 = report["clips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["unit_id"] == "U1")
+        .unwrap();
     assert_eq!(u1["version"], 2);
     assert_eq!(u1["status"], "created");
 
@@ -245,7 +345,9 @@ fn reprocess_with_a_changed_record_adds_versions_and_keeps_old_ones() {
     for (key, sha) in &before {
         assert_eq!(after.get(key), Some(sha), "{key} is kept");
     }
-    assert!(after.keys().any(|k| k.starts_with("evidence/clips/QY-2024-0501-001/U1/HB0631/v2")));
+    assert!(after
+        .keys()
+        .any(|k| k.starts_with("evidence/clips/QY-2024-0501-001/U1/HB0631/v2")));
 }
 
 #[test]
@@ -254,7 +356,12 @@ fn commands_refuse_people_without_the_role() {
     write_roles(data.path());
     let inbox = tempfile::tempdir().unwrap();
     let cases: [&[&str]; 3] = [
-        &["worker", "--watch", inbox.path().to_str().unwrap(), "--until-idle"],
+        &[
+            "worker",
+            "--watch",
+            inbox.path().to_str().unwrap(),
+            "--until-idle",
+        ],
         &["reprocess", "--case", CASE_ID],
         &["status"],
     ];
@@ -270,7 +377,128 @@ fn commands_refuse_people_without_the_role() {
                 .unwrap();
             assert_eq!(output.status.code(), Some(1), "{args:?}");
             let stderr = String::from_utf8_lossy(&output.stderr);
-            assert!(stderr.contains(needle) && stderr.contains("visitor") && stderr.contains("operator"), "{args:?} {lang}: {stderr}");
+            assert!(stderr.contains(needle), "{args:?} {lang}: {stderr}");
+            assert!(
+                stderr.contains("visitor"),
+                "the refusal names the person: {stderr}"
+            );
+            assert!(
+                stderr.contains("operator"),
+                "the refusal names the role: {stderr}"
+            );
         }
     }
+}
+
+/// Reads the Garage server of `scripts/s3-servers.sh`, or prints SKIPPED.
+fn garage() -> Option<[String; 4]> {
+    let variable = |name: &str| std::env::var(format!("EVIDENCE_TEST_GARAGE_{name}")).ok();
+    let found = (|| {
+        Some([
+            variable("ENDPOINT")?,
+            variable("REGION").unwrap_or_else(|| "garage".into()),
+            variable("KEY_ID")?,
+            variable("SECRET")?,
+        ])
+    })();
+    if found.is_none() {
+        eprintln!("\n!!! SKIPPED: EVIDENCE_TEST_GARAGE_* not set; run scripts/test.sh (it starts Garage) !!!\n");
+    }
+    found
+}
+
+#[test]
+fn s3_incoming_uploads_are_ingested_once() {
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation};
+
+    let Some([endpoint, region, key_id, secret]) = garage() else {
+        return;
+    };
+    let bucket = format!(
+        "incoming-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+            % 1_000_000_000_000
+    );
+    let client = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(region.clone()))
+            .endpoint_url(&endpoint)
+            .force_path_style(true)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .credentials_provider(Credentials::new(&key_id, &secret, None, None, "test"))
+            .build(),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let names = [
+        "HB0631_130631001_20240501100000_0001.MP4",
+        "HB0631_130631001_20240501100010_0002.MP4",
+    ];
+    runtime.block_on(async {
+        client.create_bucket().bucket(&bucket).send().await.unwrap();
+        for name in names {
+            let body = aws_sdk_s3::primitives::ByteStream::from(
+                std::fs::read(fixture(&format!("cases/session/{name}"))).unwrap(),
+            );
+            client
+                .put_object()
+                .bucket(&bucket)
+                .key(format!("station-01/{name}"))
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+        }
+    });
+
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(
+        data.path().join("config.toml"),
+        format!(
+            "[roles]\ntester = [\"operator\", \"auditor\"]\n\n[store]\nendpoint = \"{endpoint}\"\nregion = \"{region}\"\naccess_key_id = \"{key_id}\"\nsecret_access_key = \"{secret}\"\nbucket = \"{bucket}\"\n"
+        ),
+    )
+    .unwrap();
+    let inbox = tempfile::tempdir().unwrap();
+    let mut args = worker_args(inbox.path());
+    args.extend(["--s3-incoming".to_string(), "station-01/".to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    for _ in 0..2 {
+        let output = run(data.path(), &args);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    let status = status(data.path());
+    let recordings = status["recordings"].as_array().unwrap();
+    assert_eq!(recordings.len(), 2);
+    for name in names {
+        let sha = sha256_of(&fixture(&format!("cases/session/{name}")));
+        let found = recordings.iter().find(|r| r["sha256"] == sha.as_str());
+        assert!(found.is_some(), "{name} ingested with its SHA-256");
+        assert_eq!(
+            found.unwrap()["file_name"],
+            name,
+            "the object's file name is kept"
+        );
+    }
+    let ingests = status["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["kind"] == "ingest")
+        .count();
+    assert_eq!(ingests, 2, "each object is queued once over two runs");
+    let spool = data.path().join("spool");
+    let left = std::fs::read_dir(&spool).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "spooled copies are removed");
 }

@@ -743,7 +743,7 @@ fn endpoint_label_or(endpoint: &S3Endpoint, fallback: &str) -> String {
 
 /// Builds a client from the config, falling back on the standard
 /// `AWS_*` variables; no other credential source is consulted.
-fn build_client(endpoint: &S3Endpoint) -> Result<Client, StoreError> {
+pub(crate) fn build_client(endpoint: &S3Endpoint) -> Result<Client, StoreError> {
     let region = endpoint
         .region
         .clone()

@@ -5,12 +5,12 @@
 //! rusqlite API they use (`execute`, `query_row`, `prepare` + `query_map`,
 //! `unchecked_transaction`, `execute_batch`); [`Conn`] offers that API on
 //! both databases, so every method keeps its signature and its SQL.
-//! For PostgreSQL the SQL is translated where the dialects differ
-//! (numbered placeholders, `INSERT OR IGNORE`/`OR REPLACE`, integer and
+//! For PostgreSQL the SQL is translated where the dialects differ:
+//! numbered placeholders, `INSERT OR IGNORE`/`OR REPLACE`, integer and
 //! real types, the reserved word `end`, `BEGIN IMMEDIATE`, and the
-//! `/*skip locked*/` mark of a job claim), and values pass through a
-//! scratch in-memory SQLite connection, which turns rusqlite parameters
-//! into plain values and plain values back into rusqlite rows. This is
+//! `/*skip locked*/` mark of a job claim. Values pass through a scratch
+//! in-memory SQLite connection, which turns rusqlite parameters into plain
+//! values and plain values back into rusqlite rows. This is
 //! written by hand because no crate bridges rusqlite's API to PostgreSQL.
 //!
 //! NOTE: the PostgreSQL connection is not encrypted; keep the database on
@@ -58,9 +58,13 @@ impl Conn {
             // Three round trips: one batch would be one transaction, and the
             // lock would be freed before the tables were committed.
             let mut client = pg.client.borrow_mut();
-            client.batch_execute(&format!("SELECT pg_advisory_lock({WRITE_LOCK_ID})")).map_err(pg_error)?;
+            client
+                .batch_execute(&format!("SELECT pg_advisory_lock({WRITE_LOCK_ID})"))
+                .map_err(pg_error)?;
             let created = client.batch_execute(&translated).map_err(pg_error);
-            client.batch_execute(&format!("SELECT pg_advisory_unlock({WRITE_LOCK_ID})")).map_err(pg_error)?;
+            client
+                .batch_execute(&format!("SELECT pg_advisory_unlock({WRITE_LOCK_ID})"))
+                .map_err(pg_error)?;
             created?;
         }
         Ok(Conn::Postgres(pg))
@@ -73,7 +77,11 @@ impl Conn {
                 let values = pg.values(sql, params)?;
                 let sql = pg.translate(sql);
                 let params: Vec<PgValue<'_>> = values.iter().map(PgValue).collect();
-                let changed = pg.client.borrow_mut().execute(sql.as_str(), &pg_refs(&params)).map_err(pg_error)?;
+                let changed = pg
+                    .client
+                    .borrow_mut()
+                    .execute(sql.as_str(), &pg_refs(&params))
+                    .map_err(pg_error)?;
                 Ok(changed as usize)
             }
         }
@@ -82,16 +90,28 @@ impl Conn {
     pub fn execute_batch(&self, sql: &str) -> rusqlite::Result<()> {
         match self {
             Conn::Sqlite(c) => c.execute_batch(sql),
-            Conn::Postgres(pg) => pg.client.borrow_mut().batch_execute(&pg.translate(sql)).map_err(pg_error),
+            Conn::Postgres(pg) => pg
+                .client
+                .borrow_mut()
+                .batch_execute(&pg.translate(sql))
+                .map_err(pg_error),
         }
     }
 
-    pub fn query_row<T, P: Params, F: FnOnce(&Row<'_>) -> rusqlite::Result<T>>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T> {
+    pub fn query_row<T, P: Params, F: FnOnce(&Row<'_>) -> rusqlite::Result<T>>(
+        &self,
+        sql: &str,
+        params: P,
+        f: F,
+    ) -> rusqlite::Result<T> {
         match self {
             Conn::Sqlite(c) => c.query_row(sql, params, f),
             Conn::Postgres(pg) => {
                 let rows = pg.query(sql, params)?;
-                let first = rows.into_iter().next().ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+                let first = rows
+                    .into_iter()
+                    .next()
+                    .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
                 pg.with_row(&first, f)
             }
         }
@@ -100,14 +120,20 @@ impl Conn {
     pub fn prepare(&self, sql: &str) -> rusqlite::Result<Statement<'_>> {
         match self {
             Conn::Sqlite(c) => Ok(Statement::Sqlite(c.prepare(sql)?)),
-            Conn::Postgres(pg) => Ok(Statement::Postgres { pg, sql: sql.to_string() }),
+            Conn::Postgres(pg) => Ok(Statement::Postgres {
+                pg,
+                sql: sql.to_string(),
+            }),
         }
     }
 
     /// Starts a transaction that rolls back unless committed.
     pub fn unchecked_transaction(&self) -> rusqlite::Result<Transaction<'_>> {
         self.execute_batch("BEGIN")?;
-        Ok(Transaction { conn: self, open: true })
+        Ok(Transaction {
+            conn: self,
+            open: true,
+        })
     }
 
     pub fn is_postgres(&self) -> bool {
@@ -133,7 +159,10 @@ impl Statement<'_> {
             }
             Statement::Postgres { pg, sql } => {
                 let rows = pg.query(sql, params)?;
-                let mapped: Vec<rusqlite::Result<T>> = rows.iter().map(|values| pg.with_row(values, &mut f)).collect();
+                let mapped: Vec<rusqlite::Result<T>> = rows
+                    .iter()
+                    .map(|values| pg.with_row(values, &mut f))
+                    .collect();
                 Ok(mapped.into_iter())
             }
         }
@@ -168,32 +197,54 @@ impl Drop for Transaction<'_> {
 }
 
 impl Pg {
-    /// The parameters as plain values: bound to `SELECT ?1, …, ?N` on the
-    /// scratch connection and read back.
+    /// Converts the parameters to plain values by binding them to
+    /// `SELECT ?1, …, ?N` on the scratch connection and reading them back.
     fn values<P: Params>(&self, sql: &str, params: P) -> rusqlite::Result<Vec<Value>> {
         let count = placeholder_count(sql);
         if count == 0 {
             return Ok(Vec::new());
         }
-        let select = format!("SELECT {}", (1..=count).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", "));
+        let select = format!(
+            "SELECT {}",
+            (1..=count)
+                .map(|i| format!("?{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         let mut statement = self.scratch.prepare_cached(&select)?;
-        statement.query_row(params, |row| (0..count).map(|i| row.get::<_, Value>(i)).collect())
+        statement.query_row(params, |row| {
+            (0..count).map(|i| row.get::<_, Value>(i)).collect()
+        })
     }
 
     fn query<P: Params>(&self, sql: &str, params: P) -> rusqlite::Result<Vec<Vec<Value>>> {
         let values = self.values(sql, params)?;
         let translated = self.translate(sql);
         let params: Vec<PgValue<'_>> = values.iter().map(PgValue).collect();
-        let rows = self.client.borrow_mut().query(translated.as_str(), &pg_refs(&params)).map_err(pg_error)?;
+        let rows = self
+            .client
+            .borrow_mut()
+            .query(translated.as_str(), &pg_refs(&params))
+            .map_err(pg_error)?;
         rows.iter().map(row_values).collect()
     }
 
     /// Presents plain values to `f` as a rusqlite row.
-    fn with_row<T>(&self, values: &[Value], f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    fn with_row<T>(
+        &self,
+        values: &[Value],
+        f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
         if values.is_empty() {
             return self.scratch.query_row("SELECT NULL", [], f);
         }
-        let select = format!("SELECT {}", (1..=values.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", "));
+        let select = format!(
+            "SELECT {}",
+            (1..=values.len())
+                .map(|i| format!("?{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         let mut statement = self.scratch.prepare_cached(&select)?;
         statement.query_row(rusqlite::params_from_iter(values.iter()), f)
     }
@@ -209,21 +260,28 @@ fn row_values(row: &postgres::Row) -> rusqlite::Result<Vec<Value>> {
     for (i, column) in row.columns().iter().enumerate() {
         let ty = column.type_();
         let value = if *ty == Type::INT8 {
-            row.try_get::<_, Option<i64>>(i).map(|v| v.map(Value::Integer))
+            row.try_get::<_, Option<i64>>(i)
+                .map(|v| v.map(Value::Integer))
         } else if *ty == Type::INT4 {
-            row.try_get::<_, Option<i32>>(i).map(|v| v.map(|v| Value::Integer(v.into())))
+            row.try_get::<_, Option<i32>>(i)
+                .map(|v| v.map(|v| Value::Integer(v.into())))
         } else if *ty == Type::INT2 {
-            row.try_get::<_, Option<i16>>(i).map(|v| v.map(|v| Value::Integer(v.into())))
+            row.try_get::<_, Option<i16>>(i)
+                .map(|v| v.map(|v| Value::Integer(v.into())))
         } else if *ty == Type::BOOL {
-            row.try_get::<_, Option<bool>>(i).map(|v| v.map(|v| Value::Integer(v.into())))
+            row.try_get::<_, Option<bool>>(i)
+                .map(|v| v.map(|v| Value::Integer(v.into())))
         } else if *ty == Type::FLOAT8 {
             row.try_get::<_, Option<f64>>(i).map(|v| v.map(Value::Real))
         } else if *ty == Type::FLOAT4 {
-            row.try_get::<_, Option<f32>>(i).map(|v| v.map(|v| Value::Real(v.into())))
+            row.try_get::<_, Option<f32>>(i)
+                .map(|v| v.map(|v| Value::Real(v.into())))
         } else if *ty == Type::BYTEA {
-            row.try_get::<_, Option<Vec<u8>>>(i).map(|v| v.map(Value::Blob))
+            row.try_get::<_, Option<Vec<u8>>>(i)
+                .map(|v| v.map(Value::Blob))
         } else {
-            row.try_get::<_, Option<String>>(i).map(|v| v.map(Value::Text))
+            row.try_get::<_, Option<String>>(i)
+                .map(|v| v.map(Value::Text))
         };
         values.push(value.map_err(pg_error)?.unwrap_or(Value::Null));
     }
@@ -235,8 +293,19 @@ fn row_values(row: &postgres::Row) -> rusqlite::Result<Vec<Value>> {
 struct PgValue<'a>(&'a Value);
 
 impl ToSql for PgValue<'_> {
-    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
-        let text_like = [Type::TEXT, Type::VARCHAR, Type::BPCHAR, Type::NAME, Type::UNKNOWN].contains(ty);
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        let text_like = [
+            Type::TEXT,
+            Type::VARCHAR,
+            Type::BPCHAR,
+            Type::NAME,
+            Type::UNKNOWN,
+        ]
+        .contains(ty);
         match self.0 {
             Value::Null => Ok(IsNull::Yes),
             Value::Integer(i) => match *ty {
@@ -274,26 +343,35 @@ fn pg_refs<'a>(params: &'a [PgValue<'_>]) -> Vec<&'a (dyn ToSql + Sync)> {
     params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
 }
 
-/// A PostgreSQL failure as a rusqlite error; those a retry can cure
-/// (lost connection, serialization failure, deadlock, lock timeout) are
-/// given SQLite's busy code, so the catalog's retry rule covers both.
+/// Converts a PostgreSQL failure to a rusqlite error. Failures that a
+/// retry can cure (lost connection, serialization failure, deadlock, lock
+/// timeout) get SQLite's busy code, so the catalog's retry rule covers both.
 fn pg_error(error: postgres::Error) -> rusqlite::Error {
     use postgres::error::SqlState;
     let transient = error.is_closed()
         || error.code().is_some_and(|code| {
-            [SqlState::T_R_SERIALIZATION_FAILURE, SqlState::T_R_DEADLOCK_DETECTED, SqlState::LOCK_NOT_AVAILABLE, SqlState::ADMIN_SHUTDOWN]
-                .contains(code)
+            [
+                SqlState::T_R_SERIALIZATION_FAILURE,
+                SqlState::T_R_DEADLOCK_DETECTED,
+                SqlState::LOCK_NOT_AVAILABLE,
+                SqlState::ADMIN_SHUTDOWN,
+            ]
+            .contains(code)
                 || code.code().starts_with("08")
         });
     let message = match error.as_db_error() {
         Some(db) => format!("PostgreSQL: {}", db.message()),
         None => format!("PostgreSQL: {error}"),
     };
-    let code = if transient { rusqlite::ffi::SQLITE_BUSY } else { rusqlite::ffi::SQLITE_ERROR };
+    let code = if transient {
+        rusqlite::ffi::SQLITE_BUSY
+    } else {
+        rusqlite::ffi::SQLITE_ERROR
+    };
     rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), Some(message))
 }
 
-/// The highest `?N` of a statement, or the number of bare `?`.
+/// Counts the parameters of a statement: its highest `?N`, or its bare `?`.
 fn placeholder_count(sql: &str) -> usize {
     let mut numbered = 0;
     let mut bare = 0;
@@ -304,7 +382,10 @@ fn placeholder_count(sql: &str) -> usize {
         match bytes[i] {
             b'\'' => quoted = !quoted,
             b'?' if !quoted => {
-                let digits: String = sql[i + 1..].chars().take_while(char::is_ascii_digit).collect();
+                let digits: String = sql[i + 1..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
                 if digits.is_empty() {
                     bare += 1;
                 } else {
@@ -353,27 +434,44 @@ fn postgres_sql(sql: &str, keys: &HashMap<String, Vec<String>>) -> String {
             _ => out.push(c),
         }
     }
-    let mut sql = regex(&END, r"\bend\b").replace_all(&out, "\"end\"").into_owned();
-    sql = sql.replace("BEGIN IMMEDIATE", &format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_ID})"));
+    let mut sql = regex(&END, r"\bend\b")
+        .replace_all(&out, "\"end\"")
+        .into_owned();
+    sql = sql.replace(
+        "BEGIN IMMEDIATE",
+        &format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_ID})"),
+    );
     sql = sql.replace("/*skip locked*/", "FOR UPDATE SKIP LOCKED");
     if sql.contains("INSERT OR IGNORE INTO") {
-        sql = format!("{} ON CONFLICT DO NOTHING", sql.replace("INSERT OR IGNORE INTO", "INSERT INTO").trim_end());
+        sql = format!(
+            "{} ON CONFLICT DO NOTHING",
+            sql.replace("INSERT OR IGNORE INTO", "INSERT INTO")
+                .trim_end()
+        );
     }
     let replace = regex(&REPLACE, r"INSERT OR REPLACE INTO\s+(\w+)\s*\(([^)]*)\)");
     if let Some(captures) = replace.captures(&sql) {
         let table = captures[1].to_string();
-        let columns: Vec<String> = captures[2].split(',').map(|c| c.trim().trim_matches('"').to_string()).collect();
+        let columns: Vec<String> = captures[2]
+            .split(',')
+            .map(|c| c.trim().trim_matches('"').to_string())
+            .collect();
         let key = keys.get(&table).cloned().unwrap_or_default();
         let updates: Vec<String> = columns
             .iter()
             .filter(|c| !key.contains(c))
             .map(|c| format!("\"{c}\" = excluded.\"{c}\""))
             .collect();
-        let action = if updates.is_empty() { "NOTHING".to_string() } else { format!("UPDATE SET {}", updates.join(", ")) };
+        let action = if updates.is_empty() {
+            "NOTHING".to_string()
+        } else {
+            format!("UPDATE SET {}", updates.join(", "))
+        };
         let quoted_key: Vec<String> = key.iter().map(|k| format!("\"{k}\"")).collect();
         sql = format!(
             "{} ON CONFLICT ({}) DO {action}",
-            sql.replace("INSERT OR REPLACE INTO", "INSERT INTO").trim_end(),
+            sql.replace("INSERT OR REPLACE INTO", "INSERT INTO")
+                .trim_end(),
             quoted_key.join(", ")
         );
     }
@@ -394,7 +492,7 @@ fn postgres_schema(schema: &str) -> String {
     postgres_sql(&sql, &HashMap::new())
 }
 
-/// The conflict columns of each table: its composite key, else its
+/// Finds the conflict columns of each table: its composite key, else its
 /// column declared `PRIMARY KEY`.
 fn conflict_keys(schema: &str) -> HashMap<String, Vec<String>> {
     static TABLE: OnceLock<Regex> = OnceLock::new();
@@ -408,7 +506,10 @@ fn conflict_keys(schema: &str) -> HashMap<String, Vec<String>> {
         let body = &captures[2];
         let key: Vec<String> = match composite.captures(body) {
             Some(c) => c[1].split(',').map(|k| k.trim().to_string()).collect(),
-            None => inline.captures(body).map(|c| vec![c[1].to_string()]).unwrap_or_default(),
+            None => inline
+                .captures(body)
+                .map(|c| vec![c[1].to_string()])
+                .unwrap_or_default(),
         };
         keys.insert(captures[1].to_string(), key);
     }
@@ -425,14 +526,20 @@ mod tests {
             "CREATE TABLE IF NOT EXISTS fixity_checks (\n    tier TEXT NOT NULL,\n    key TEXT,\n    status TEXT,\n    PRIMARY KEY (tier, key)\n);",
         );
         assert_eq!(keys["fixity_checks"], vec!["tier", "key"]);
-        let sql = postgres_sql("INSERT OR REPLACE INTO fixity_checks (tier, key, status) VALUES (?1, ?2, ?3)", &keys);
+        let sql = postgres_sql(
+            "INSERT OR REPLACE INTO fixity_checks (tier, key, status) VALUES (?1, ?2, ?3)",
+            &keys,
+        );
         assert_eq!(
             sql,
             "INSERT INTO fixity_checks (tier, key, status) VALUES ($1, $2, $3) ON CONFLICT (\"tier\", \"key\") DO UPDATE SET \"status\" = excluded.\"status\""
         );
         let sql = postgres_sql("INSERT OR IGNORE INTO s (a) VALUES (?1)", &keys);
         assert_eq!(sql, "INSERT INTO s (a) VALUES ($1) ON CONFLICT DO NOTHING");
-        assert_eq!(postgres_sql("SELECT start, end FROM gaps WHERE x = '?'", &keys), "SELECT start, \"end\" FROM gaps WHERE x = '?'");
+        assert_eq!(
+            postgres_sql("SELECT start, end FROM gaps WHERE x = '?'", &keys),
+            "SELECT start, \"end\" FROM gaps WHERE x = '?'"
+        );
     }
 
     #[test]

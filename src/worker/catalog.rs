@@ -71,7 +71,8 @@ pub struct AuditEventRow {
     pub hash: String,
 }
 
-const JOB_COLUMNS: &str = "job_id, kind, subject, payload_json, status, attempts, not_before, lease_owner,
+const JOB_COLUMNS: &str =
+    "job_id, kind, subject, payload_json, status, attempts, not_before, lease_owner,
                            lease_until, last_error, created_at, updated_at";
 
 fn row_to_job(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
@@ -93,9 +94,16 @@ fn row_to_job(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
 
 /// Durable jobs: enqueue once per (kind, subject), claim under a lease.
 impl Catalog {
-    /// Adds a job unless one of the same kind and subject exists; returns
-    /// whether it was added, so that an upload seen twice is queued once.
-    pub fn enqueue_job(&self, kind: &str, subject: &str, payload_json: &str, now: &str, now_ms: i64) -> Result<bool, CatalogError> {
+    /// Adds a job unless one of the same kind and subject exists, so that
+    /// an upload seen twice is queued once. Returns whether it was added.
+    pub fn enqueue_job(
+        &self,
+        kind: &str,
+        subject: &str,
+        payload_json: &str,
+        now: &str,
+        now_ms: i64,
+    ) -> Result<bool, CatalogError> {
         self.with(|c| {
             let added = c.execute(
                 "INSERT INTO jobs (kind, subject, payload_json, status, not_before, created_at, updated_at)
@@ -111,7 +119,14 @@ impl Catalog {
     /// a finished or failed one goes back to the queue, and a running one
     /// is marked to run once more when it ends. One row per subject, so
     /// two workers never work on the same subject at once.
-    pub fn requeue_job(&self, kind: &str, subject: &str, payload_json: &str, now: &str, now_ms: i64) -> Result<(), CatalogError> {
+    pub fn requeue_job(
+        &self,
+        kind: &str,
+        subject: &str,
+        payload_json: &str,
+        now: &str,
+        now_ms: i64,
+    ) -> Result<(), CatalogError> {
         self.with(|c| {
             c.execute(
                 "INSERT INTO jobs (kind, subject, payload_json, status, not_before, created_at, updated_at)
@@ -130,7 +145,13 @@ impl Catalog {
     /// Claims the oldest job that is due, or whose lease has run out, for
     /// `owner` until `lease_until_ms`. One statement, so that two workers
     /// never claim the same job.
-    pub fn claim_job(&self, owner: &str, now: &str, now_ms: i64, lease_until_ms: i64) -> Result<Option<JobRow>, CatalogError> {
+    pub fn claim_job(
+        &self,
+        owner: &str,
+        now: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<Option<JobRow>, CatalogError> {
         let sql = format!(
             "UPDATE jobs SET status = 'running', lease_owner = ?1, lease_until = ?2, attempts = attempts + 1,
                              rerun = 0, updated_at = ?3
@@ -141,14 +162,23 @@ impl Catalog {
              RETURNING {JOB_COLUMNS}"
         );
         self.with(|c| {
-            c.query_row(&sql, params![owner, lease_until_ms, now, now_ms], row_to_job)
-                .optional()
+            c.query_row(
+                &sql,
+                params![owner, lease_until_ms, now, now_ms],
+                row_to_job,
+            )
+            .optional()
         })
     }
 
     /// Extends a lease while its owner still holds it; false when another
     /// worker has taken the job over.
-    pub fn renew_lease(&self, job_id: i64, owner: &str, lease_until_ms: i64) -> Result<bool, CatalogError> {
+    pub fn renew_lease(
+        &self,
+        job_id: i64,
+        owner: &str,
+        lease_until_ms: i64,
+    ) -> Result<bool, CatalogError> {
         self.with(|c| {
             let changed = c.execute(
                 "UPDATE jobs SET lease_until = ?3 WHERE job_id = ?1 AND lease_owner = ?2 AND status = 'running'",
@@ -158,8 +188,9 @@ impl Catalog {
         })
     }
 
-    /// Ends a job: `done`, `failed`, or back to `queued` after `not_before_ms`;
-    /// a job asked to run again meanwhile goes back to the queue instead of `done`.
+    /// Ends a job as `done`, `failed`, or back to `queued` after
+    /// `not_before_ms`. A job requeued meanwhile goes back to the queue
+    /// instead of `done`.
     #[allow(clippy::too_many_arguments)]
     pub fn settle_job(
         &self,
@@ -207,9 +238,9 @@ impl Catalog {
 
 /// The audit chain: events are only appended, each linked to the last.
 impl Catalog {
-    /// Appends an event whose hash `hash_of(prev_hash)` computes; the read
-    /// of the last hash and the insert are one write transaction, so that
-    /// two processes never link to the same predecessor.
+    /// Appends an event whose hash `hash_of(prev_hash)` computes. The read
+    /// of the last hash and the insert are one write transaction, so two
+    /// processes never link to the same predecessor.
     #[allow(clippy::too_many_arguments)]
     pub fn append_audit_event(
         &self,
@@ -263,7 +294,7 @@ impl Catalog {
         })
     }
 
-    /// Every event in the order of its sequence number.
+    /// Reads every event in the order of its sequence number.
     pub fn audit_events(&self) -> Result<Vec<AuditEventRow>, CatalogError> {
         self.with(|c| {
             let mut statement = c.prepare(
@@ -285,8 +316,8 @@ impl Catalog {
         })
     }
 
-    /// Whether an event of this action on this object was recorded, so
-    /// that a stage run again after a crash logs its event once.
+    /// Checks whether an event of this action on this object was recorded,
+    /// so that a stage run again after a crash logs its event once.
     pub fn has_audit_event(&self, action: &str, object: &str) -> Result<bool, CatalogError> {
         self.with(|c| {
             c.query_row(
@@ -302,15 +333,19 @@ impl Catalog {
 
 /// Case records as stored, for reprocessing and reports.
 impl Catalog {
-    /// The stored record of a case, as JSON text.
+    /// Reads the stored record of a case, as JSON text.
     pub fn case_record(&self, case_id: &str) -> Result<Option<String>, CatalogError> {
         self.with(|c| {
-            c.query_row("SELECT record_json FROM cases WHERE case_id = ?1", [case_id], |row| row.get(0))
-                .optional()
+            c.query_row(
+                "SELECT record_json FROM cases WHERE case_id = ?1",
+                [case_id],
+                |row| row.get(0),
+            )
+            .optional()
         })
     }
 
-    /// Every stored case record as JSON text, by case id.
+    /// Reads every stored case record as JSON text, by case id.
     pub fn case_records(&self) -> Result<Vec<String>, CatalogError> {
         self.with(|c| {
             let mut statement = c.prepare("SELECT record_json FROM cases ORDER BY case_id")?;
@@ -322,7 +357,8 @@ impl Catalog {
     /// Paths at which a recording was uploaded.
     pub fn sightings(&self, sha256: &str) -> Result<Vec<String>, CatalogError> {
         self.with(|c| {
-            let mut statement = c.prepare("SELECT path FROM sightings WHERE sha256 = ?1 ORDER BY seen_at")?;
+            let mut statement =
+                c.prepare("SELECT path FROM sightings WHERE sha256 = ?1 ORDER BY seen_at")?;
             let rows = statement.query_map([sha256], |row| row.get(0))?;
             rows.collect()
         })
@@ -368,7 +404,9 @@ pub struct PromotionRow {
 impl Catalog {
     pub fn gaps(&self) -> Result<Vec<GapRow>, CatalogError> {
         self.with(|c| {
-            let mut statement = c.prepare("SELECT gap_id, device, start, end, seconds, kind, sha256 FROM gaps ORDER BY start")?;
+            let mut statement = c.prepare(
+                "SELECT gap_id, device, start, end, seconds, kind, sha256 FROM gaps ORDER BY start",
+            )?;
             let rows = statement.query_map([], |row| {
                 Ok(GapRow {
                     gap_id: row.get(0)?,
@@ -429,10 +467,13 @@ impl Catalog {
     pub fn open_postgres(url: &str) -> Result<Catalog, CatalogError> {
         let shown = redact_password(url);
         let schema = format!("{}\n{}", super::SCHEMA, SCHEMA);
-        let connection = super::backend::Conn::connect_postgres(url, &schema).map_err(|source| CatalogError::Sqlite {
-            path: std::path::PathBuf::from(&shown),
-            source,
-        })?;
+        let connection =
+            super::backend::Conn::connect_postgres(url, &schema).map_err(|source| {
+                CatalogError::Sqlite {
+                    path: std::path::PathBuf::from(&shown),
+                    source,
+                }
+            })?;
         Ok(Catalog {
             path: std::path::PathBuf::from(shown),
             connection: std::sync::Mutex::new(connection),
@@ -440,20 +481,26 @@ impl Catalog {
     }
 
     /// PostgreSQL when a URL is configured, else the SQLite file.
-    pub fn open_configured(data_dir: &std::path::Path, config: &crate::config::CatalogConfig) -> Result<Catalog, CatalogError> {
+    pub fn open_configured(
+        data_dir: &std::path::Path,
+        config: &crate::config::CatalogConfig,
+    ) -> Result<Catalog, CatalogError> {
         match config.url() {
             Some(url) => Catalog::open_postgres(&url),
             None => Catalog::open(&config.sqlite_path(data_dir)),
         }
     }
 
-    /// Whether several machines may share this catalog.
+    /// Checks whether several machines may share this catalog (PostgreSQL).
     pub fn is_shared(&self) -> bool {
-        self.connection.lock().unwrap_or_else(|e| e.into_inner()).is_postgres()
+        self.connection
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_postgres()
     }
 }
 
-/// The URL without its password, for messages.
+/// Replaces the password in a URL, for messages.
 fn redact_password(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {

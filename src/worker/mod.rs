@@ -2,7 +2,7 @@
 //!
 //! `evidence worker --watch DIR` scans the upload folder, queues each
 //! complete file as an `ingest` job in the catalog, and runs queued jobs
-//! one at a time: each stage is a job of its own ([`stages`]), claimed
+//! one at a time. Each stage is a job of its own ([`stages`]), claimed
 //! under a lease that the worker renews while it works. A job whose error
 //! a retry can cure goes back to the queue with exponential backoff; any
 //! other failure leaves it `failed` with its reason, visible in
@@ -18,6 +18,7 @@
 //! share the catalog's connection, dialect switch and lease query, and the
 //! synchronous GStreamer stages would run inside `spawn_blocking`.
 
+pub mod incoming;
 pub mod reprocess;
 pub mod stages;
 pub mod watch;
@@ -36,7 +37,7 @@ use crate::i18n::Text;
 use crate::runner::{Runner, Services, StageError};
 use stages::{FollowUp, Kind, Payload};
 
-/// How long a claim holds without renewal: long enough to ride out a busy
+/// Lifetime of a claim without renewal: long enough to ride out a busy
 /// catalog, short enough that another machine takes over a dead worker's
 /// job within a minute.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
@@ -63,9 +64,14 @@ const STALL_VARIABLE: &str = "EVIDENCE_WORKER_STALL";
 #[derive(Debug, Error)]
 pub enum WorkerError {
     #[error("cannot read the upload folder {path}: {source}")]
-    Folder { path: PathBuf, source: std::io::Error },
+    Folder {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    #[error("{}", .0.en)]
+    Incoming(Text),
 }
 
 impl WorkerError {
@@ -76,14 +82,17 @@ impl WorkerError {
                 self.to_string(),
             ),
             WorkerError::Catalog(e) => Text::new(format!("目录库错误：{e}"), self.to_string()),
+            WorkerError::Incoming(text) => text.clone(),
         }
     }
 }
 
-/// How the worker runs.
+/// Settings of one worker run.
 #[derive(Clone, Debug)]
 pub struct WorkerOptions {
     pub watch: PathBuf,
+    /// A prefix of the store's bucket that stations upload into.
+    pub s3_incoming: Option<String>,
     pub settle: Duration,
     pub lease: Duration,
     /// Exit once no job is queued or running (here or on another worker)
@@ -91,7 +100,7 @@ pub struct WorkerOptions {
     pub until_idle: bool,
 }
 
-/// What one run of the worker did.
+/// Counts of one worker run.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct WorkerSummary {
     pub owner: String,
@@ -102,7 +111,11 @@ pub struct WorkerSummary {
 }
 
 /// Runs the worker until killed, or until idle with `until_idle`.
-pub fn run(services: &Services, runner: &Runner, options: &WorkerOptions) -> Result<WorkerSummary, WorkerError> {
+pub fn run(
+    services: &Services,
+    runner: &Runner,
+    options: &WorkerOptions,
+) -> Result<WorkerSummary, WorkerError> {
     if !options.watch.is_dir() {
         return Err(WorkerError::Folder {
             path: options.watch.clone(),
@@ -118,11 +131,22 @@ pub fn run(services: &Services, runner: &Runner, options: &WorkerOptions) -> Res
     tracing::info!(%owner, watch = %options.watch.display(), "worker started");
     let stall = std::env::var(STALL_VARIABLE).ok();
     let mut watcher = watch::Watcher::new(&options.watch, options.settle);
+    let incoming = match &options.s3_incoming {
+        Some(prefix) => Some(
+            incoming::Incoming::open(&services.config.store, prefix)
+                .map_err(WorkerError::Incoming)?,
+        ),
+        None => None,
+    };
 
     loop {
         let (settled, growing) = watcher.scan();
         for file in settled {
-            let kind = if file.is_case_record() { Kind::CaseRecord } else { Kind::Ingest };
+            let kind = if file.is_case_record() {
+                Kind::CaseRecord
+            } else {
+                Kind::Ingest
+            };
             let payload = Payload {
                 path: Some(file.path.clone()),
                 ..Payload::default()
@@ -131,9 +155,17 @@ pub fn run(services: &Services, runner: &Runner, options: &WorkerOptions) -> Res
                 tracing::info!(path = %file.path.display(), kind = kind.as_str(), "upload queued");
             }
         }
+        if let Some(incoming) = &incoming {
+            queue_incoming(services, incoming)?;
+        }
 
         let now_ms = unix_ms();
-        let claimed = services.catalog.claim_job(&owner, &Utc::now().to_rfc3339(), now_ms, now_ms + options.lease.as_millis() as i64)?;
+        let claimed = services.catalog.claim_job(
+            &owner,
+            &Utc::now().to_rfc3339(),
+            now_ms,
+            now_ms + options.lease.as_millis() as i64,
+        )?;
         let Some(job) = claimed else {
             if options.until_idle && growing == 0 && !has_pending(services)? {
                 break;
@@ -143,7 +175,8 @@ pub fn run(services: &Services, runner: &Runner, options: &WorkerOptions) -> Res
             continue;
         };
 
-        let span = tracing::info_span!("job", id = job.job_id, kind = %job.kind, subject = %job.subject);
+        let span =
+            tracing::info_span!("job", id = job.job_id, kind = %job.kind, subject = %job.subject);
         let _entered = span.enter();
         stall_if_asked(stall.as_deref(), &job.kind, "start");
         let outcome = run_leased(services, runner, &job, &owner, options.lease);
@@ -166,9 +199,15 @@ enum Settled {
     Lost,
 }
 
-/// Runs the job while a second thread renews its lease; a panic in a
+/// Runs the job while a second thread renews its lease. A panic in a
 /// stage becomes a failure of the job instead of the end of the worker.
-fn run_leased(services: &Services, runner: &Runner, job: &JobRow, owner: &str, lease: Duration) -> Result<Vec<FollowUp>, StageError> {
+fn run_leased(
+    services: &Services,
+    runner: &Runner,
+    job: &JobRow,
+    owner: &str,
+    lease: Duration,
+) -> Result<Vec<FollowUp>, StageError> {
     let finished = AtomicBool::new(false);
     std::thread::scope(|scope| {
         scope.spawn(|| {
@@ -182,13 +221,16 @@ fn run_leased(services: &Services, runner: &Runner, job: &JobRow, owner: &str, l
                     let until = unix_ms() + lease.as_millis() as i64;
                     match services.catalog.renew_lease(job.job_id, owner, until) {
                         Ok(true) => {}
-                        Ok(false) => tracing::warn!(job = job.job_id, "lease lost to another worker"),
+                        Ok(false) => {
+                            tracing::warn!(job = job.job_id, "lease lost to another worker")
+                        }
                         Err(error) => tracing::warn!(job = job.job_id, %error, "lease not renewed"),
                     }
                 }
             }
         });
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| stages::run_job(services, runner, job)));
+        let result =
+            std::panic::catch_unwind(AssertUnwindSafe(|| stages::run_job(services, runner, job)));
         finished.store(true, Ordering::Relaxed);
         result.unwrap_or_else(|panic| {
             let what = panic
@@ -196,25 +238,43 @@ fn run_leased(services: &Services, runner: &Runner, job: &JobRow, owner: &str, l
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_default();
-            Err(StageError::permanent(Text::new(format!("处理中断（程序错误）：{what}"), format!("the stage panicked: {what}"))))
+            Err(StageError::permanent(Text::new(
+                format!("处理中断（程序错误）：{what}"),
+                format!("the stage panicked: {what}"),
+            )))
         })
     })
 }
 
 /// Records the outcome: follow-up jobs first, so that a crash between the
 /// two only reruns this job, whose follow-ups are then already queued.
-fn settle(services: &Services, job: &JobRow, owner: &str, outcome: Result<Vec<FollowUp>, StageError>) -> Result<Settled, WorkerError> {
+fn settle(
+    services: &Services,
+    job: &JobRow,
+    owner: &str,
+    outcome: Result<Vec<FollowUp>, StageError>,
+) -> Result<Settled, WorkerError> {
     let now = Utc::now().to_rfc3339();
     let (status, not_before, error, settled) = match outcome {
         Ok(follow_ups) => {
             for follow_up in follow_ups {
                 if follow_up.again {
-                    let json = serde_json::to_string(&follow_up.payload).expect("a payload serializes");
-                    services
-                        .catalog
-                        .requeue_job(follow_up.kind.as_str(), &follow_up.subject, &json, &now, unix_ms())?;
+                    let json =
+                        serde_json::to_string(&follow_up.payload).expect("a payload serializes");
+                    services.catalog.requeue_job(
+                        follow_up.kind.as_str(),
+                        &follow_up.subject,
+                        &json,
+                        &now,
+                        unix_ms(),
+                    )?;
                 } else {
-                    enqueue(services, follow_up.kind, &follow_up.subject, &follow_up.payload)?;
+                    enqueue(
+                        services,
+                        follow_up.kind,
+                        &follow_up.subject,
+                        &follow_up.payload,
+                    )?;
                 }
             }
             ("done", unix_ms(), None, Settled::Done)
@@ -222,7 +282,12 @@ fn settle(services: &Services, job: &JobRow, owner: &str, outcome: Result<Vec<Fo
         Err(error) if error.is_retryable && job.attempts < MAX_ATTEMPTS => {
             let delay = FIRST_BACKOFF * 2u32.pow(job.attempts.saturating_sub(1));
             tracing::warn!(attempt = job.attempts, delay_s = delay.as_secs(), error = %error.message, "job will be retried");
-            ("queued", unix_ms() + delay.as_millis() as i64, Some(error.message), Settled::Retry)
+            (
+                "queued",
+                unix_ms() + delay.as_millis() as i64,
+                Some(error.message),
+                Settled::Retry,
+            )
         }
         Err(error) => {
             tracing::error!(attempts = job.attempts, error = %error.message, "job failed");
@@ -230,17 +295,59 @@ fn settle(services: &Services, job: &JobRow, owner: &str, outcome: Result<Vec<Fo
         }
     };
     let error_json = error.map(|text| serde_json::to_string(&text).expect("a text serializes"));
-    let held = services
-        .catalog
-        .settle_job(job.job_id, owner, status, not_before, error_json.as_deref(), &now)?;
+    let held = services.catalog.settle_job(
+        job.job_id,
+        owner,
+        status,
+        not_before,
+        error_json.as_deref(),
+        &now,
+    )?;
     Ok(if held { settled } else { Settled::Lost })
 }
 
-fn enqueue(services: &Services, kind: Kind, subject: &str, payload: &Payload) -> Result<bool, WorkerError> {
+/// Queues the objects of the incoming prefix. A listing that fails is
+/// logged and tried again at the next scan, since the folder may still work.
+fn queue_incoming(services: &Services, incoming: &incoming::Incoming) -> Result<(), WorkerError> {
+    let objects = match incoming.scan() {
+        Ok(objects) => objects,
+        Err(error) => {
+            tracing::warn!(bucket = %incoming.bucket, error = %error.en, "incoming uploads not listed");
+            return Ok(());
+        }
+    };
+    for object in objects {
+        let payload = Payload {
+            s3_bucket: Some(incoming.bucket.clone()),
+            s3_key: Some(object.key.clone()),
+            ..Payload::default()
+        };
+        if enqueue(
+            services,
+            Kind::Ingest,
+            &object.subject(&incoming.bucket),
+            &payload,
+        )? {
+            tracing::info!(key = %object.key, "incoming upload queued");
+        }
+    }
+    Ok(())
+}
+
+fn enqueue(
+    services: &Services,
+    kind: Kind,
+    subject: &str,
+    payload: &Payload,
+) -> Result<bool, WorkerError> {
     let json = serde_json::to_string(payload).expect("a payload serializes");
-    Ok(services
-        .catalog
-        .enqueue_job(kind.as_str(), subject, &json, &Utc::now().to_rfc3339(), unix_ms())?)
+    Ok(services.catalog.enqueue_job(
+        kind.as_str(),
+        subject,
+        &json,
+        &Utc::now().to_rfc3339(),
+        unix_ms(),
+    )?)
 }
 
 fn has_pending(services: &Services) -> Result<bool, WorkerError> {
@@ -266,7 +373,9 @@ fn take_back_dead_leases(services: &Services) -> Result<usize, WorkerError> {
     owners.dedup();
     let mut taken = 0;
     for owner in owners {
-        taken += services.catalog.release_leases_of(&owner, &Utc::now().to_rfc3339())?;
+        taken += services
+            .catalog
+            .release_leases_of(&owner, &Utc::now().to_rfc3339())?;
         tracing::info!(%owner, "leases of a dead worker taken back");
     }
     Ok(taken)
@@ -287,8 +396,9 @@ fn owner_is_dead_here(owner: &str, host: &str) -> bool {
     if owner_host != host || pid == std::process::id() as i32 {
         return false;
     }
-    // SAFETY: signal 0 only asks whether the process exists.
-    let alive = unsafe { libc::kill(pid, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    // SAFETY: signal 0 sends nothing; it only checks that the process exists.
+    let alive = unsafe { libc::kill(pid, 0) } == 0
+        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
     !alive
 }
 

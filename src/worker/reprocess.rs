@@ -18,9 +18,16 @@ use crate::runner::{Runner, Services};
 use super::stages;
 
 /// Reprocesses a stored case; the error is the reason it could not start.
-pub fn reprocess(services: &Services, runner: &Runner, case_id: &str) -> Result<ProcessReport, Text> {
+pub fn reprocess(
+    services: &Services,
+    runner: &Runner,
+    case_id: &str,
+) -> Result<ProcessReport, Text> {
     crate::case::check_id(case_id).map_err(|m| {
-        Text::new(format!("案件编号 {case_id} 无效：{}", m.zh), format!("case id {case_id} is not valid: {}", m.en))
+        Text::new(
+            format!("案件编号 {case_id} 无效：{}", m.zh),
+            format!("case id {case_id} is not valid: {}", m.en),
+        )
     })?;
     let case = stages::stored_case(services, case_id).map_err(|e| e.message)?;
     let mut report = stages::process_case(services, runner, &case).map_err(|e| e.message)?;
@@ -37,13 +44,22 @@ pub fn reprocess(services: &Services, runner: &Runner, case_id: &str) -> Result<
                 .collect()
         })
         .unwrap_or_default();
-    audit::record(services, Action::Reprocess, case_id, serde_json::json!({ "clips": clips, "errors": report.errors.len() }))
-        .map_err(|e| e.text())?;
+    audit::record(
+        services,
+        Action::Reprocess,
+        case_id,
+        serde_json::json!({ "clips": clips, "errors": report.errors.len() }),
+    )
+    .map_err(|e| e.text())?;
     Ok(report)
 }
 
 /// Stores a corrected record for the case; its id must be the case's.
-pub fn replace_record(services: &Services, case_id: &str, case: &crate::case::CaseRecord) -> Result<(), Text> {
+pub fn replace_record(
+    services: &Services,
+    case_id: &str,
+    case: &crate::case::CaseRecord,
+) -> Result<(), Text> {
     if case.case_id != case_id {
         return Err(Text::new(
             format!("案件记录的编号是 {}，不是 {case_id}", case.case_id),
@@ -61,9 +77,23 @@ pub fn replace_record(services: &Services, case_id: &str, case: &crate::case::Ca
 pub fn render_text(report: &ProcessReport, lang: crate::i18n::Lang) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
-    let case_id = report.sections.get("case_id").and_then(|c| c.as_str()).unwrap_or("");
-    let _ = writeln!(out, "{} {case_id}", lang.pick("已重新处理案件", "case reprocessed:"));
-    for clip in report.sections.get("clips").and_then(|c| c.as_array()).into_iter().flatten() {
+    let case_id = report
+        .sections
+        .get("case_id")
+        .and_then(|c| c.as_str())
+        .unwrap_or("");
+    let _ = writeln!(
+        out,
+        "{} {case_id}",
+        lang.pick("已重新处理案件", "case reprocessed:")
+    );
+    for clip in report
+        .sections
+        .get("clips")
+        .and_then(|c| c.as_array())
+        .into_iter()
+        .flatten()
+    {
         let _ = writeln!(
             out,
             "  {} {} v{} ({}) {}",
@@ -74,12 +104,24 @@ pub fn render_text(report: &ProcessReport, lang: crate::i18n::Lang) -> String {
             clip["sha256"].as_str().unwrap_or("")
         );
     }
-    for missing in report.sections.get("clips_missing").and_then(|c| c.as_array()).into_iter().flatten() {
+    for missing in report
+        .sections
+        .get("clips_missing")
+        .and_then(|c| c.as_array())
+        .into_iter()
+        .flatten()
+    {
         let reason = &missing["reason"][match lang {
             crate::i18n::Lang::Zh => "zh",
             crate::i18n::Lang::En => "en",
         }];
-        let _ = writeln!(out, "  {} {}: {}", missing["unit_id"].as_str().unwrap_or(""), lang.pick("无片段", "no clip"), reason.as_str().unwrap_or(""));
+        let _ = writeln!(
+            out,
+            "  {} {}: {}",
+            missing["unit_id"].as_str().unwrap_or(""),
+            lang.pick("无片段", "no clip"),
+            reason.as_str().unwrap_or("")
+        );
     }
     for error in &report.errors {
         let _ = writeln!(out, "  {}: {}", lang.pick("错误", "error"), error.get(lang));

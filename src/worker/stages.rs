@@ -7,9 +7,9 @@
 //! ```
 //!
 //! `sessions` and `case` jobs are one per device and one per case, queued
-//! again whenever new footage arrives, so that two workers never rebuild
-//! the same sessions or cut the same clips at once, and the last run
-//! always sees every recording.
+//! again whenever new footage arrives. So two workers never rebuild the
+//! same sessions or cut the same clips at once, and the last run reads
+//! every recording.
 //!
 //! Every kind is idempotent by content hash: ingest recognizes a stored
 //! recording by its SHA-256, findings and sessions replace their rows,
@@ -58,13 +58,19 @@ impl Kind {
     }
 
     pub fn parse(text: &str) -> Option<Kind> {
-        [Kind::Ingest, Kind::Analyze, Kind::Sessions, Kind::CaseRecord, Kind::Case]
-            .into_iter()
-            .find(|k| k.as_str() == text)
+        [
+            Kind::Ingest,
+            Kind::Analyze,
+            Kind::Sessions,
+            Kind::CaseRecord,
+            Kind::Case,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == text)
     }
 }
 
-/// What a job carries besides its subject.
+/// Job arguments besides the subject.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Payload {
     /// The upload (ingest), or the case record file (case).
@@ -79,6 +85,11 @@ pub struct Payload {
     /// The case whose units are covered and split.
     #[serde(default)]
     pub case_id: Option<String>,
+    /// An upload in the incoming bucket (ingest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_bucket: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_key: Option<String>,
 }
 
 /// A job to queue once the current one has succeeded.
@@ -91,12 +102,22 @@ pub struct FollowUp {
 }
 
 /// Runs one job; returns the jobs it leads to.
-pub fn run_job(services: &Services, runner: &Runner, job: &JobRow) -> Result<Vec<FollowUp>, StageError> {
+pub fn run_job(
+    services: &Services,
+    runner: &Runner,
+    job: &JobRow,
+) -> Result<Vec<FollowUp>, StageError> {
     let kind = Kind::parse(&job.kind).ok_or_else(|| {
-        StageError::permanent(Text::new(format!("未知的任务类型 {}", job.kind), format!("unknown job kind {}", job.kind)))
+        StageError::permanent(Text::new(
+            format!("未知的任务类型 {}", job.kind),
+            format!("unknown job kind {}", job.kind),
+        ))
     })?;
     let payload: Payload = serde_json::from_str(&job.payload_json).map_err(|e| {
-        StageError::permanent(Text::new(format!("任务内容无效：{e}"), format!("invalid job payload: {e}")))
+        StageError::permanent(Text::new(
+            format!("任务内容无效：{e}"),
+            format!("invalid job payload: {e}"),
+        ))
     })?;
     match kind {
         Kind::Ingest => run_ingest(services, &payload),
@@ -108,8 +129,15 @@ pub fn run_job(services: &Services, runner: &Runner, job: &JobRow) -> Result<Vec
 }
 
 fn run_ingest(services: &Services, payload: &Payload) -> Result<Vec<FollowUp>, StageError> {
+    if let Some(key) = &payload.s3_key {
+        return run_incoming_ingest(services, payload, key);
+    }
     let path = payload.path.as_deref().ok_or_else(|| missing("path"))?;
-    let name = naming::parse_file_name(&ingest::file_name_of(path), &services.config.name_patterns, services.config.timezone());
+    let name = naming::parse_file_name(
+        &ingest::file_name_of(path),
+        &services.config.name_patterns,
+        services.config.timezone(),
+    );
     let ingested = ingest::ingest(services, path, name.as_ref(), None).map_err(|e| StageError {
         is_retryable: e.is_retryable(),
         message: Text::new(format!("导入失败：{e}"), format!("ingest failed: {e}")),
@@ -127,7 +155,61 @@ fn run_ingest(services: &Services, payload: &Payload) -> Result<Vec<FollowUp>, S
     }])
 }
 
-fn run_analyze(services: &Services, runner: &Runner, payload: &Payload) -> Result<Vec<FollowUp>, StageError> {
+/// Ingests an upload of the incoming bucket from a spooled copy, which is
+/// removed afterwards whatever the outcome.
+fn run_incoming_ingest(
+    services: &Services,
+    payload: &Payload,
+    key: &str,
+) -> Result<Vec<FollowUp>, StageError> {
+    let mut config = services.config.store.clone();
+    if let Some(bucket) = &payload.s3_bucket {
+        config.bucket = Some(bucket.clone());
+    }
+    let incoming = super::incoming::Incoming::open(&config, "").map_err(StageError::permanent)?;
+    let spool = services.data_dir.join("spool");
+    std::fs::create_dir_all(&spool).map_err(|e| spool_error(&spool, e))?;
+    let dir = tempfile::Builder::new()
+        .prefix("incoming-")
+        .tempdir_in(&spool)
+        .map_err(|e| spool_error(&spool, e))?;
+    let path = incoming
+        .fetch(key, dir.path())
+        .map_err(|message| StageError {
+            message,
+            is_retryable: true,
+        })?;
+
+    let spooled = Payload {
+        path: Some(path),
+        ..Payload::default()
+    };
+    let follow_ups = run_ingest(services, &spooled)?;
+    if let Some(sha256) = follow_ups.first().and_then(|f| f.payload.sha256.as_deref()) {
+        let upload = format!("s3://{}/{key}", incoming.bucket);
+        services
+            .catalog
+            .record_sighting(sha256, &upload, &Utc::now().to_rfc3339())
+            .map_err(catalog_error)?;
+    }
+    Ok(follow_ups)
+}
+
+fn spool_error(spool: &Path, error: std::io::Error) -> StageError {
+    StageError {
+        is_retryable: true,
+        message: Text::new(
+            format!("无法写入暂存目录 {}：{error}", spool.display()),
+            format!("cannot write the spool folder {}: {error}", spool.display()),
+        ),
+    }
+}
+
+fn run_analyze(
+    services: &Services,
+    runner: &Runner,
+    payload: &Payload,
+) -> Result<Vec<FollowUp>, StageError> {
     let sha256 = payload.sha256.as_deref().ok_or_else(|| missing("sha256"))?;
     let row = recording(services, sha256)?;
     let mut job = load_job(services, &row, payload.path.as_deref())?;
@@ -175,7 +257,11 @@ fn case_follow_up(case_id: &str) -> FollowUp {
 }
 
 /// Rebuilds the sessions of the device from all its recordings.
-fn run_sessions(services: &Services, runner: &Runner, payload: &Payload) -> Result<Vec<FollowUp>, StageError> {
+fn run_sessions(
+    services: &Services,
+    runner: &Runner,
+    payload: &Payload,
+) -> Result<Vec<FollowUp>, StageError> {
     let device = payload.device.as_deref().ok_or_else(|| missing("device"))?;
     let rows: Vec<RecordingRow> = services
         .catalog
@@ -196,7 +282,10 @@ fn run_sessions(services: &Services, runner: &Runner, payload: &Payload) -> Resu
 fn run_case_record(services: &Services, payload: &Payload) -> Result<Vec<FollowUp>, StageError> {
     let path = payload.path.as_deref().ok_or_else(|| missing("path"))?;
     let case = CaseRecord::load(path).map_err(|e| {
-        StageError::permanent(Text::new(e.message(crate::i18n::Lang::Zh), e.message(crate::i18n::Lang::En)))
+        StageError::permanent(Text::new(
+            e.message(crate::i18n::Lang::Zh),
+            e.message(crate::i18n::Lang::En),
+        ))
     })?;
     let json = serde_json::to_string(&case).expect("a case record serializes");
     services
@@ -206,27 +295,41 @@ fn run_case_record(services: &Services, payload: &Payload) -> Result<Vec<FollowU
     Ok(vec![case_follow_up(&case.case_id)])
 }
 
-fn run_case_job(services: &Services, runner: &Runner, payload: &Payload) -> Result<Vec<FollowUp>, StageError> {
-    let case_id = payload.case_id.as_deref().ok_or_else(|| missing("case_id"))?;
+fn run_case_job(
+    services: &Services,
+    runner: &Runner,
+    payload: &Payload,
+) -> Result<Vec<FollowUp>, StageError> {
+    let case_id = payload
+        .case_id
+        .as_deref()
+        .ok_or_else(|| missing("case_id"))?;
     let case = stored_case(services, case_id)?;
     let report = process_case(services, runner, &case)?;
     if !report.errors.is_empty() {
         let zh: Vec<&str> = report.errors.iter().map(|t| t.zh.as_str()).collect();
         let en: Vec<&str> = report.errors.iter().map(|t| t.en.as_str()).collect();
-        return Err(StageError::permanent(Text::new(zh.join("；"), en.join("; "))));
+        return Err(StageError::permanent(Text::new(
+            zh.join("；"),
+            en.join("; "),
+        )));
     }
     Ok(Vec::new())
 }
 
 /// Covers a case's units and splits its clips from the recordings in the
 /// catalog; used by case jobs and by `evidence reprocess`.
-pub fn process_case(services: &Services, runner: &Runner, case: &CaseRecord) -> Result<ProcessReport, StageError> {
+pub fn process_case(
+    services: &Services,
+    runner: &Runner,
+    case: &CaseRecord,
+) -> Result<ProcessReport, StageError> {
     let mut jobs = case_jobs(services, case)?;
     let report = run_batch(services, runner, Some(case), &mut jobs)?;
     Ok(report)
 }
 
-/// The recordings that may cover a case's units, probed.
+/// Loads and probes the recordings that may cover a case's units.
 pub fn case_jobs(services: &Services, case: &CaseRecord) -> Result<Vec<RecordingJob>, StageError> {
     let (from, to) = case_window(case);
     let lookback = from - Duration::hours(CASE_LOOKBACK_HOURS);
@@ -244,7 +347,7 @@ pub fn case_jobs(services: &Services, case: &CaseRecord) -> Result<Vec<Recording
     Ok(jobs)
 }
 
-/// The stored record of a case.
+/// Reads the stored record of a case.
 pub fn stored_case(services: &Services, case_id: &str) -> Result<CaseRecord, StageError> {
     let json = services
         .catalog
@@ -257,14 +360,20 @@ pub fn stored_case(services: &Services, case_id: &str) -> Result<CaseRecord, Sta
             ))
         })?;
     let case: CaseRecord = serde_json::from_str(&json).map_err(|e| {
-        StageError::permanent(Text::new(format!("案件 {case_id} 的记录无效：{e}"), format!("the record of case {case_id} is not valid: {e}")))
+        StageError::permanent(Text::new(
+            format!("案件 {case_id} 的记录无效：{e}"),
+            format!("the record of case {case_id} is not valid: {e}"),
+        ))
     })?;
     Ok(case)
 }
 
 fn stored_cases(services: &Services) -> Result<Vec<CaseRecord>, StageError> {
     let records = services.catalog.case_records().map_err(catalog_error)?;
-    Ok(records.iter().filter_map(|json| serde_json::from_str(json).ok()).collect())
+    Ok(records
+        .iter()
+        .filter_map(|json| serde_json::from_str(json).ok())
+        .collect())
 }
 
 fn run_batch(
@@ -295,42 +404,74 @@ pub fn case_window(case: &CaseRecord) -> (DateTime<Utc>, DateTime<Utc>) {
 }
 
 fn recording(services: &Services, sha256: &str) -> Result<RecordingRow, StageError> {
-    services.catalog.recording(sha256).map_err(catalog_error)?.ok_or_else(|| {
-        StageError::permanent(Text::new(format!("目录库中没有录像 {sha256}"), format!("recording {sha256} is not in the catalog")))
-    })
+    services
+        .catalog
+        .recording(sha256)
+        .map_err(catalog_error)?
+        .ok_or_else(|| {
+            StageError::permanent(Text::new(
+                format!("目录库中没有录像 {sha256}"),
+                format!("recording {sha256} is not in the catalog"),
+            ))
+        })
 }
 
 /// Probes a stored recording into a job as `process` would have built it.
 /// The probe reads the stored original when it is a local file, else the
-/// upload if it still holds the same number of bytes, else a copy taken
+/// upload if it still has the same number of bytes, else a copy taken
 /// from the store and removed afterwards.
-pub fn load_job(services: &Services, row: &RecordingRow, upload: Option<&Path>) -> Result<RecordingJob, StageError> {
+pub fn load_job(
+    services: &Services,
+    row: &RecordingRow,
+    upload: Option<&Path>,
+) -> Result<RecordingJob, StageError> {
     let tier = Tier::parse(&row.tier).unwrap_or(Tier::Routine);
     let store_error = |e: crate::store::StoreError| StageError {
         is_retryable: e.is_retryable(),
-        message: Text::new(format!("存储读取失败：{e}"), format!("store read failed: {e}")),
+        message: Text::new(
+            format!("存储读取失败：{e}"),
+            format!("store read failed: {e}"),
+        ),
     };
-    let location = services.store.head(tier, &row.key).map_err(store_error)?.map(|info| info.location);
-    let sighted = services.catalog.sightings(&row.sha256).map_err(catalog_error)?;
+    let location = services
+        .store
+        .head(tier, &row.key)
+        .map_err(store_error)?
+        .map(|info| info.location);
+    let sighted = services
+        .catalog
+        .sightings(&row.sha256)
+        .map_err(catalog_error)?;
     let upload_path = upload
         .map(Path::to_path_buf)
         .or_else(|| sighted.last().map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(&row.file_name));
 
-    let local_original = location.as_deref().map(PathBuf::from).filter(|p| p.is_file());
-    let same_upload = Some(upload_path.clone()).filter(|p| std::fs::metadata(p).is_ok_and(|m| m.len() == row.bytes));
+    let local_original = location
+        .as_deref()
+        .map(PathBuf::from)
+        .filter(|p| p.is_file());
+    let same_upload = Some(upload_path.clone())
+        .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.len() == row.bytes));
     let (read_from, temporary) = match local_original.or(same_upload) {
         Some(path) => (path, None),
         None => {
             let copy = fetch(services, tier, row).map_err(|e| StageError {
                 is_retryable: true,
-                message: Text::new(format!("无法从存储取回录像 {}：{e}", row.sha256), format!("cannot fetch recording {} from the store: {e}", row.sha256)),
+                message: Text::new(
+                    format!("无法从存储取回录像 {}：{e}", row.sha256),
+                    format!("cannot fetch recording {} from the store: {e}", row.sha256),
+                ),
             })?;
             (copy.path().to_path_buf(), Some(copy))
         }
     };
 
-    let name = naming::parse_file_name(&row.file_name, &services.config.name_patterns, services.config.timezone());
+    let name = naming::parse_file_name(
+        &row.file_name,
+        &services.config.name_patterns,
+        services.config.timezone(),
+    );
     let ingested_at: DateTime<Utc> = row.ingested_at.parse().unwrap_or_else(|_| Utc::now());
     let probe = probe::probe(&read_from, name.as_ref(), ingested_at);
     drop(temporary);
@@ -354,17 +495,29 @@ pub fn load_job(services: &Services, row: &RecordingRow, upload: Option<&Path>) 
 
 /// Copies a stored original into the spool folder, for a backend whose
 /// objects are not local files.
-fn fetch(services: &Services, tier: Tier, row: &RecordingRow) -> std::io::Result<tempfile::NamedTempFile> {
+fn fetch(
+    services: &Services,
+    tier: Tier,
+    row: &RecordingRow,
+) -> std::io::Result<tempfile::NamedTempFile> {
     let spool = services.data_dir.join("spool");
     std::fs::create_dir_all(&spool)?;
-    let mut copy = tempfile::Builder::new().prefix("worker-").tempfile_in(&spool)?;
-    let mut reader = services.store.open(tier, &row.key).map_err(std::io::Error::other)?;
+    let mut copy = tempfile::Builder::new()
+        .prefix("worker-")
+        .tempfile_in(&spool)?;
+    let mut reader = services
+        .store
+        .open(tier, &row.key)
+        .map_err(std::io::Error::other)?;
     std::io::copy(&mut reader, copy.as_file_mut())?;
     Ok(copy)
 }
 
 fn missing(field: &str) -> StageError {
-    StageError::permanent(Text::new(format!("任务缺少字段 {field}"), format!("the job lacks the field {field}")))
+    StageError::permanent(Text::new(
+        format!("任务缺少字段 {field}"),
+        format!("the job lacks the field {field}"),
+    ))
 }
 
 fn catalog_error(e: crate::catalog::CatalogError) -> StageError {

@@ -34,7 +34,12 @@ pub struct Settled {
 impl Settled {
     /// The job subject: a file replaced under the same name is a new upload.
     pub fn subject(&self) -> String {
-        format!("{}|{}|{}", self.path.display(), self.bytes, self.modified_ns)
+        format!(
+            "{}|{}|{}",
+            self.path.display(),
+            self.bytes,
+            self.modified_ns
+        )
     }
 
     /// Whether it is a case record rather than footage.
@@ -119,7 +124,10 @@ impl Watcher {
 
 /// Hidden files and the temporary names copy tools write to first.
 fn is_hidden_or_partial(path: &Path) -> bool {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     name.starts_with('.')
         || [".part", ".tmp", ".crdownload", ".partial"]
             .iter()
