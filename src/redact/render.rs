@@ -33,6 +33,9 @@ const FRAME_BATCH: usize = 16;
 /// 1080p frames, which bounds memory whatever the recording's length.
 const VIDEO_QUEUE_BYTES: u64 = 4 * 1920 * 1080 * 3 / 2;
 
+/// Maximum of x264enc's `bitrate` property in kbit/s.
+const X264_MAX_BITRATE_KBPS: u32 = 2_048_000;
+
 /// What a full re-encode did.
 #[derive(Debug, Default)]
 pub struct FullRender {
@@ -168,6 +171,11 @@ pub fn configure_encoder(element: &gst::Element, encoder: &EncoderSettings) {
     element.set_property_from_str("speed-preset", &encoder.speed_preset);
     element.set_property_from_str("pass", "qual");
     element.set_property("quantizer", encoder.quality);
+    // In constant-quality mode x264enc also uses `bitrate` as the VBV
+    // ceiling (2048 kbit/s by default, GStreamer 1.22), which would starve
+    // 1080p footage. The property's maximum lifts the ceiling so the
+    // quality value alone decides.
+    element.set_property("bitrate", X264_MAX_BITRATE_KBPS);
 }
 
 /// Links each stream that decodebin3 exposes to its branch; streams of
