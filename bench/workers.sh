@@ -66,14 +66,20 @@ peak_mib() {
     awk -F': ' '/Maximum resident set size/ { printf "%.0f", $2 / 1024 }' "$1"
 }
 
+cpu() {
+    awk -F': ' '/Percent of CPU this job got/ { print $2 }' "$1"
+}
+
+load=$(cut -d' ' -f1-3 /proc/loadavg)
 one=$(run 1)
 two=$(run 2)
 mb=$(echo "$bytes / 1000000" | bc -l)
 printf '%d recordings, %.0f MB\n' "$RECORDINGS" "$mb"
-printf '| workers | time (s) | recordings/s | MB/s | peak memory per worker (MiB) | jobs done per worker |\n|---|---|---|---|---|---|\n'
-printf '| 1 | %.2f | %.2f | %.1f | %s | %s |\n' "$one" "$(echo "$RECORDINGS / $one" | bc -l)" "$(echo "$mb / $one" | bc -l)" \
-    "$(peak_mib "$work/time-1-1")" "$(jq -r .jobs_done "$work/summary-1-1.json")"
-printf '| 2 | %.2f | %.2f | %.1f | %s, %s | %s, %s |\n' "$two" "$(echo "$RECORDINGS / $two" | bc -l)" "$(echo "$mb / $two" | bc -l)" \
-    "$(peak_mib "$work/time-2-1")" "$(peak_mib "$work/time-2-2")" \
+printf '%s cores; load average before the runs: %s\n' "$(nproc)" "$load"
+printf '| workers | time (s) | recordings/s | MB/s | peak memory per worker (MiB) | CPU per worker | jobs done per worker |\n|---|---|---|---|---|---|---|\n'
+printf '| 1 | %.2f | %.2f | %.1f | %s | %s | %s |\n' "$one" "$(echo "$RECORDINGS / $one" | bc -l)" "$(echo "$mb / $one" | bc -l)" \
+    "$(peak_mib "$work/time-1-1")" "$(cpu "$work/time-1-1")" "$(jq -r .jobs_done "$work/summary-1-1.json")"
+printf '| 2 | %.2f | %.2f | %.1f | %s, %s | %s, %s | %s, %s |\n' "$two" "$(echo "$RECORDINGS / $two" | bc -l)" "$(echo "$mb / $two" | bc -l)" \
+    "$(peak_mib "$work/time-2-1")" "$(peak_mib "$work/time-2-2")" "$(cpu "$work/time-2-1")" "$(cpu "$work/time-2-2")" \
     "$(jq -r .jobs_done "$work/summary-2-1.json")" "$(jq -r .jobs_done "$work/summary-2-2.json")"
 printf 'throughput ratio (two workers / one worker): %.2fx\n' "$(echo "$one / $two" | bc -l)"
