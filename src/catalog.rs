@@ -112,6 +112,75 @@ CREATE TABLE IF NOT EXISTS promotions (
     promoted_at TEXT NOT NULL,
     PRIMARY KEY (sha256, trigger)
 );
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id   TEXT PRIMARY KEY,
+    device       TEXT NOT NULL,
+    start        TEXT NOT NULL,
+    end          TEXT NOT NULL,
+    session_json TEXT NOT NULL,
+    updated_at   TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS gaps (
+    gap_id      TEXT PRIMARY KEY,
+    device      TEXT NOT NULL,
+    start       TEXT NOT NULL,
+    end         TEXT NOT NULL,
+    seconds     REAL NOT NULL,
+    kind        TEXT NOT NULL,
+    sha256      TEXT,
+    updated_at  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS justifications (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    gap_id      TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    basis       TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    recorded_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS delay_filings (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    sha256      TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    filed_at    TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS disclosure_requests (
+    request_id  TEXT PRIMARY KEY,
+    requester   TEXT NOT NULL,
+    purpose     TEXT NOT NULL,
+    spec_json   TEXT NOT NULL,
+    note        TEXT,
+    status      TEXT NOT NULL,
+    created_at  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS disclosure_items (
+    request_id  TEXT NOT NULL REFERENCES disclosure_requests(request_id),
+    position    INTEGER NOT NULL,
+    item        TEXT NOT NULL,
+    sha256      TEXT NOT NULL,
+    tier        TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    PRIMARY KEY (request_id, position)
+);
+CREATE TABLE IF NOT EXISTS disclosure_decisions (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id  TEXT NOT NULL REFERENCES disclosure_requests(request_id),
+    decision    TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    reason      TEXT,
+    decided_at  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS disclosure_exports (
+    request_id  TEXT NOT NULL REFERENCES disclosure_requests(request_id),
+    position    INTEGER NOT NULL,
+    sha256      TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    exported_at TEXT NOT NULL,
+    detail_json TEXT NOT NULL,
+    PRIMARY KEY (request_id, position)
+);
 "#;
 
 #[derive(Debug, Error)]
@@ -187,6 +256,7 @@ impl Catalog {
             .pragma_update(None, "synchronous", "FULL")
             .map_err(wrap)?;
         connection.execute_batch(SCHEMA).map_err(wrap)?;
+        connection.execute_batch(work::SCHEMA).map_err(wrap)?;
         Ok(Catalog {
             path: path.to_path_buf(),
             connection: Mutex::new(backend::Conn::Sqlite(connection)),
@@ -273,7 +343,6 @@ impl Catalog {
         start_source: Option<&str>,
         probe_json: &str,
     ) -> Result<(), CatalogError> {
-        connection.execute_batch(work::SCHEMA).map_err(wrap)?;
         self.with(|c| {
             c.execute(
                 "UPDATE recordings SET readable = ?2, reason = ?3, device = ?4, officer = ?5,
@@ -341,6 +410,128 @@ impl Catalog {
                 params![case_id, record_json, loaded_at],
             )
             .map(|_| ())
+        })
+    }
+}
+
+/// A justification of a gap as stored; rows are only ever added.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JustificationRow {
+    pub gap_id: String,
+    pub reason: String,
+    pub basis: String,
+    pub actor: String,
+    pub recorded_at: String,
+}
+
+/// A filing that explains a late upload; rows are only ever added.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DelayFilingRow {
+    pub sha256: String,
+    pub reason: String,
+    pub actor: String,
+    pub filed_at: String,
+}
+
+/// Sessions, gaps, justifications and delay filings of the continuity stage.
+impl Catalog {
+    /// Stores a session; a rerun replaces it with the same facts.
+    pub fn upsert_session(&self, session_id: &str, device: &str, start: &str, end: &str, json: &str, now: &str) -> Result<(), CatalogError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO sessions (session_id, device, start, end, session_json, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(session_id) DO UPDATE SET device = excluded.device, start = excluded.start,
+                     end = excluded.end, session_json = excluded.session_json, updated_at = excluded.updated_at",
+                params![session_id, device, start, end, json, now],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Stores a gap so that it can be justified by its id.
+    #[allow(clippy::too_many_arguments)]
+    pub fn upsert_gap(&self, gap_id: &str, device: &str, start: &str, end: &str, seconds: f64, kind: &str, sha256: Option<&str>, now: &str) -> Result<(), CatalogError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO gaps (gap_id, device, start, end, seconds, kind, sha256, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT(gap_id) DO UPDATE SET device = excluded.device, start = excluded.start,
+                     end = excluded.end, seconds = excluded.seconds, kind = excluded.kind,
+                     sha256 = excluded.sha256, updated_at = excluded.updated_at",
+                params![gap_id, device, start, end, seconds, kind, sha256, now],
+            )
+            .map(|_| ())
+        })
+    }
+
+    pub fn has_gap(&self, gap_id: &str) -> Result<bool, CatalogError> {
+        self.with(|c| {
+            c.query_row("SELECT 1 FROM gaps WHERE gap_id = ?1", [gap_id], |_| Ok(()))
+                .optional()
+                .map(|found| found.is_some())
+        })
+    }
+
+    pub fn gap_ids_of_device(&self, device: &str) -> Result<Vec<String>, CatalogError> {
+        self.with(|c| {
+            let mut statement = c.prepare("SELECT gap_id FROM gaps WHERE device = ?1 ORDER BY start")?;
+            let rows = statement.query_map([device], |row| row.get(0))?;
+            rows.collect()
+        })
+    }
+
+    pub fn add_justification(&self, gap_id: &str, reason: &str, basis: &str, actor: &str, recorded_at: &str) -> Result<(), CatalogError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO justifications (gap_id, reason, basis, actor, recorded_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![gap_id, reason, basis, actor, recorded_at],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Every justification, oldest first.
+    pub fn justifications(&self) -> Result<Vec<JustificationRow>, CatalogError> {
+        self.with(|c| {
+            let mut statement =
+                c.prepare("SELECT gap_id, reason, basis, actor, recorded_at FROM justifications ORDER BY id")?;
+            let rows = statement.query_map([], |row| {
+                Ok(JustificationRow {
+                    gap_id: row.get(0)?,
+                    reason: row.get(1)?,
+                    basis: row.get(2)?,
+                    actor: row.get(3)?,
+                    recorded_at: row.get(4)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    pub fn add_delay_filing(&self, sha256: &str, reason: &str, actor: &str, filed_at: &str) -> Result<(), CatalogError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO delay_filings (sha256, reason, actor, filed_at) VALUES (?1, ?2, ?3, ?4)",
+                params![sha256, reason, actor, filed_at],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Every delay filing, oldest first.
+    pub fn delay_filings(&self) -> Result<Vec<DelayFilingRow>, CatalogError> {
+        self.with(|c| {
+            let mut statement = c.prepare("SELECT sha256, reason, actor, filed_at FROM delay_filings ORDER BY id")?;
+            let rows = statement.query_map([], |row| {
+                Ok(DelayFilingRow {
+                    sha256: row.get(0)?,
+                    reason: row.get(1)?,
+                    actor: row.get(2)?,
+                    filed_at: row.get(3)?,
+                })
+            })?;
+            rows.collect()
         })
     }
 }
@@ -597,6 +788,231 @@ impl Catalog {
             rows.collect()
         })
     }
+}
+
+/// A disclosure request as stored.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct DisclosureRow {
+    pub request_id: String,
+    pub requester: String,
+    pub purpose: String,
+    pub spec_json: String,
+    pub note: Option<String>,
+    pub status: String,
+    pub created_at: String,
+}
+
+/// One item of a disclosure request: the stored object it names.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct DisclosureItemRow {
+    pub position: i64,
+    pub item: String,
+    pub sha256: String,
+    pub tier: String,
+    pub key: String,
+}
+
+/// An approval or rejection.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct DisclosureDecisionRow {
+    pub decision: String,
+    pub actor: String,
+    pub reason: Option<String>,
+    pub decided_at: String,
+}
+
+/// One exported, redacted copy.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct DisclosureExportRow {
+    pub position: i64,
+    pub sha256: String,
+    pub key: String,
+    pub actor: String,
+    pub exported_at: String,
+    pub detail_json: String,
+}
+
+impl Catalog {
+    /// Creates a request numbered `PREFIX-NNN` (the next free number under
+    /// the prefix) with its items, in one transaction; returns the number.
+    pub fn create_disclosure_request(
+        &self,
+        prefix: &str,
+        request: &DisclosureRow,
+        items: &[DisclosureItemRow],
+    ) -> Result<String, CatalogError> {
+        self.with(|c| {
+            let transaction = c.unchecked_transaction()?;
+            let taken: i64 = transaction.query_row(
+                "SELECT COUNT(*) FROM disclosure_requests WHERE request_id LIKE ?1 || '-%'",
+                [prefix],
+                |row| row.get(0),
+            )?;
+            let request_id = format!("{prefix}-{:03}", taken + 1);
+            transaction.execute(
+                "INSERT INTO disclosure_requests (request_id, requester, purpose, spec_json, note, status, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    request_id,
+                    request.requester,
+                    request.purpose,
+                    request.spec_json,
+                    request.note,
+                    request.status,
+                    request.created_at
+                ],
+            )?;
+            for item in items {
+                transaction.execute(
+                    "INSERT INTO disclosure_items (request_id, position, item, sha256, tier, key)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![request_id, item.position, item.item, item.sha256, item.tier, item.key],
+                )?;
+            }
+            transaction.commit()?;
+            Ok(request_id)
+        })
+    }
+
+    pub fn disclosure_request(&self, request_id: &str) -> Result<Option<DisclosureRow>, CatalogError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT request_id, requester, purpose, spec_json, note, status, created_at
+                 FROM disclosure_requests WHERE request_id = ?1",
+                [request_id],
+                row_to_disclosure,
+            )
+            .optional()
+        })
+    }
+
+    pub fn disclosure_requests(&self) -> Result<Vec<DisclosureRow>, CatalogError> {
+        self.with(|c| {
+            let mut statement = c.prepare(
+                "SELECT request_id, requester, purpose, spec_json, note, status, created_at
+                 FROM disclosure_requests ORDER BY created_at, request_id",
+            )?;
+            let rows = statement.query_map([], row_to_disclosure)?;
+            rows.collect()
+        })
+    }
+
+    pub fn disclosure_items(&self, request_id: &str) -> Result<Vec<DisclosureItemRow>, CatalogError> {
+        self.with(|c| {
+            let mut statement = c.prepare(
+                "SELECT position, item, sha256, tier, key FROM disclosure_items
+                 WHERE request_id = ?1 ORDER BY position",
+            )?;
+            let rows = statement.query_map([request_id], |row| {
+                Ok(DisclosureItemRow {
+                    position: row.get(0)?,
+                    item: row.get(1)?,
+                    sha256: row.get(2)?,
+                    tier: row.get(3)?,
+                    key: row.get(4)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Records a decision and moves the request from `from_status` to
+    /// `to_status`; returns false, recording nothing, when the request is
+    /// not in `from_status` (decided meanwhile).
+    pub fn decide_disclosure(
+        &self,
+        request_id: &str,
+        from_status: &str,
+        to_status: &str,
+        decision: &DisclosureDecisionRow,
+    ) -> Result<bool, CatalogError> {
+        self.with(|c| {
+            let transaction = c.unchecked_transaction()?;
+            let changed = transaction.execute(
+                "UPDATE disclosure_requests SET status = ?3 WHERE request_id = ?1 AND status = ?2",
+                params![request_id, from_status, to_status],
+            )?;
+            if changed == 1 {
+                transaction.execute(
+                    "INSERT INTO disclosure_decisions (request_id, decision, actor, reason, decided_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![request_id, decision.decision, decision.actor, decision.reason, decision.decided_at],
+                )?;
+            }
+            transaction.commit()?;
+            Ok(changed == 1)
+        })
+    }
+
+    pub fn disclosure_decisions(&self, request_id: &str) -> Result<Vec<DisclosureDecisionRow>, CatalogError> {
+        self.with(|c| {
+            let mut statement = c.prepare(
+                "SELECT decision, actor, reason, decided_at FROM disclosure_decisions
+                 WHERE request_id = ?1 ORDER BY id",
+            )?;
+            let rows = statement.query_map([request_id], |row| {
+                Ok(DisclosureDecisionRow {
+                    decision: row.get(0)?,
+                    actor: row.get(1)?,
+                    reason: row.get(2)?,
+                    decided_at: row.get(3)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Records one exported copy; a rerun of the same export keeps the first row.
+    pub fn record_disclosure_export(&self, request_id: &str, export: &DisclosureExportRow) -> Result<(), CatalogError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR IGNORE INTO disclosure_exports (request_id, position, sha256, key, actor, exported_at, detail_json)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    request_id,
+                    export.position,
+                    export.sha256,
+                    export.key,
+                    export.actor,
+                    export.exported_at,
+                    export.detail_json
+                ],
+            )
+            .map(|_| ())
+        })
+    }
+
+    pub fn disclosure_exports(&self, request_id: &str) -> Result<Vec<DisclosureExportRow>, CatalogError> {
+        self.with(|c| {
+            let mut statement = c.prepare(
+                "SELECT position, sha256, key, actor, exported_at, detail_json FROM disclosure_exports
+                 WHERE request_id = ?1 ORDER BY position",
+            )?;
+            let rows = statement.query_map([request_id], |row| {
+                Ok(DisclosureExportRow {
+                    position: row.get(0)?,
+                    sha256: row.get(1)?,
+                    key: row.get(2)?,
+                    actor: row.get(3)?,
+                    exported_at: row.get(4)?,
+                    detail_json: row.get(5)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+}
+
+fn row_to_disclosure(row: &rusqlite::Row<'_>) -> rusqlite::Result<DisclosureRow> {
+    Ok(DisclosureRow {
+        request_id: row.get(0)?,
+        requester: row.get(1)?,
+        purpose: row.get(2)?,
+        spec_json: row.get(3)?,
+        note: row.get(4)?,
+        status: row.get(5)?,
+        created_at: row.get(6)?,
+    })
 }
 
 fn row_to_recording(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecordingRow> {

@@ -54,6 +54,12 @@ pub struct Config {
     /// Where and how long objects are kept: `[store]`.
     #[serde(default)]
     pub store: StoreConfig,
+    /// Roles each actor holds: `[roles]`, such as `li = ["approver"]`.
+    #[serde(default)]
+    pub roles: std::collections::BTreeMap<String, Vec<crate::disclose::Role>>,
+    /// Disclosure settings: `[disclosure]` (the watermark text).
+    #[serde(default)]
+    pub disclosure: crate::disclose::DisclosureConfig,
     /// Where the catalog lives: `[catalog]`.
     #[serde(default)]
     pub catalog: CatalogConfig,
@@ -109,6 +115,8 @@ impl Default for Config {
             calendar_file: None,
             ingest_tier: default_ingest_tier(),
             store: StoreConfig::default(),
+            roles: Default::default(),
+            disclosure: Default::default(),
             catalog: Default::default(),
         }
     }

@@ -52,8 +52,46 @@ enum Command {
         #[arg(long)]
         case: Option<PathBuf>,
     },
-    /// Cut one clip per inspected unit and device from a case's recordings (lossless unless --reencode)
-    Split(evidence::split::cli::SplitArgs),
+    /// Check continuity of recordings and print findings; stores nothing
+    Check {
+        /// Files or folders of footage
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+
+        /// Case record (JSON), for unit coverage and the case-file deadline
+        #[arg(long)]
+        case: Option<PathBuf>,
+
+        /// Also decode every frame to find corrupt ones (slow: real-time or faster)
+        #[arg(long)]
+        decode: bool,
+
+        /// Write the coverage timeline picture (PNG) to this file
+        #[arg(long, value_name = "OUT.png")]
+        timeline: Option<PathBuf>,
+    },
+    /// Record why recording stopped (Article 6) for a gap printed by check or process
+    Justify {
+        /// Gap id as printed by check or process, such as HB0631@2024-05-01T10:00:20
+        gap_id: String,
+
+        /// Reason code
+        #[arg(long, value_enum)]
+        reason: evidence::continuity::justify::Reason,
+
+        /// What the stop rests on: a document, an approver or an account of events
+        #[arg(long)]
+        basis: String,
+    },
+    /// Record a filing that explains a late upload (Article 11)
+    Delay {
+        /// The recording: its SHA-256 or the path of the uploaded file
+        recording: String,
+
+        /// Why the footage was loaded late
+        #[arg(long)]
+        reason: String,
+    },
     /// Object storage: set up buckets (lifecycle, versioning, object lock)
     Storage {
         #[command(subcommand)]
@@ -84,14 +122,79 @@ enum Command {
     },
     /// Make a redacted copy of a recording from a redaction spec (JSON)
     Redact(evidence::redact::cli::RedactArgs),
+    /// Disclosure requests: request, approve, reject, export, show, list
+    Disclose {
+        #[command(subcommand)]
+        action: evidence::disclose::cli::DiscloseAction,
+    },
     /// Cut one clip per inspected unit and device from a case's recordings (lossless unless --reencode)
     Split(evidence::split::cli::SplitArgs),
+    /// Process uploads as they arrive in a folder, as durable jobs with retries (operator role)
+    Worker {
+        /// Upload folder, searched recursively; `*.json` files in it are case records
+        #[arg(long, value_name = "DIR")]
+        watch: PathBuf,
+
+        /// Also ingest every object under this prefix of the store's bucket ([store] bucket)
+        #[arg(long, value_name = "PREFIX")]
+        s3_incoming: Option<String>,
+
+        /// Seconds a file must stay unchanged before it counts as complete
+        #[arg(long, default_value_t = evidence::worker::DEFAULT_SETTLE.as_secs())]
+        settle_secs: u64,
+
+        /// Seconds a claimed job stays reserved without renewal before another worker may take it
+        #[arg(long, default_value_t = evidence::worker::DEFAULT_LEASE.as_secs())]
+        lease_secs: u64,
+
+        /// Exit once no job is queued or running (on any worker) and no upload is still being written
+        #[arg(long)]
+        until_idle: bool,
+    },
+    /// Recordings (with SHA-256), jobs, findings and deadlines (operator or auditor role)
+    Status,
+    /// Rerun coverage, splitting and storage of a case with its current record and settings (operator role)
+    Reprocess {
+        /// The case id, as in its case record
+        #[arg(long = "case", value_name = "ID")]
+        case_id: String,
+
+        /// A corrected case record (JSON) for this case, stored before the rerun
+        #[arg(long, value_name = "CASE.json")]
+        record: Option<PathBuf>,
+    },
+    /// Compliance report over a period (Article 18), with coverage pictures (auditor role)
+    Report {
+        /// First day of the period (YYYY-MM-DD, local)
+        #[arg(long)]
+        from: String,
+
+        /// Last day of the period, included (YYYY-MM-DD, local)
+        #[arg(long)]
+        to: String,
+
+        /// Folder to write the report (JSON and text) and its pictures into
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// The audit log of every use of stored footage
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Check the hash chain of the audit log and name every changed, removed or reordered event (auditor role)
+    Verify,
 }
 
 #[derive(Subcommand)]
 enum StorageAction {
     /// Create missing buckets and install retention settings; report what each bucket supports
     Init,
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -131,9 +234,43 @@ fn run(cli: Cli, lang: Lang) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
-        Command::Split(args) => evidence::split::cli::run(&args, &data_dir, lang, cli.json)
-            .map(ExitCode::from)
-            .map_err(|e| anyhow::anyhow!(e.get(lang).to_string())),
+        Command::Check { paths, case, decode, timeline } => {
+            let case = match case {
+                Some(path) => Some(CaseRecord::load(&path).map_err(|e| anyhow::anyhow!(e.message(lang)))?),
+                None => None,
+            };
+            let report = evidence::continuity::cli::check(&data_dir, &paths, case.as_ref(), decode, timeline.as_deref())
+                .map_err(|e| anyhow::anyhow!(e.get(lang).to_string()))?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                let timezone = evidence::config::Config::load(&data_dir).map(|c| c.timezone()).unwrap_or(chrono_tz::Asia::Shanghai);
+                print!("{}", evidence::continuity::render::render_check(&report, lang, timezone));
+            }
+            Ok(if report.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(3) })
+        }
+        Command::Justify { gap_id, reason, basis } => {
+            let services = Services::open(&data_dir, lang)?;
+            let justification = evidence::continuity::justify::justify(&services.catalog, &gap_id, reason, &basis, &services.actor)
+                .map_err(|e| anyhow::anyhow!(e.message().get(lang).to_string()))?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&justification)?);
+            } else {
+                println!("{} {}: {} ({})", lang.pick("已记录中断说明", "justification recorded for"), justification.gap_id, reason.label().get(lang), justification.actor);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Delay { recording, reason } => {
+            let services = Services::open(&data_dir, lang)?;
+            let filing = evidence::continuity::cli::file_delay(&services, &recording, &reason)
+                .map_err(|e| anyhow::anyhow!(e.get(lang).to_string()))?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&filing)?);
+            } else {
+                println!("{} {}", lang.pick("已登记延迟说明：", "delay filing recorded for"), filing["sha256"].as_str().unwrap_or(""));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Storage { action: StorageAction::Init } => {
             let services = Services::open(&data_dir, lang)?;
             let report = evidence::store::s3::init_storage(&services.config.store, &data_dir, services.store.as_ref())
@@ -185,9 +322,95 @@ fn run(cli: Cli, lang: Lang) -> anyhow::Result<ExitCode> {
         Command::Redact(args) => evidence::redact::cli::run(&args, &data_dir, lang, cli.json)
             .map(ExitCode::from)
             .map_err(|e| anyhow::anyhow!(e.get(lang).to_string())),
+        Command::Disclose { action } => {
+            let services = Services::open(&data_dir, lang)?;
+            evidence::disclose::cli::run(&action, &services, cli.json)
+                .map(ExitCode::from)
+                .map_err(|e| anyhow::anyhow!(e.get(lang).to_string()))
+        }
         Command::Split(args) => evidence::split::cli::run(&args, &data_dir, lang, cli.json)
             .map(ExitCode::from)
             .map_err(|e| anyhow::anyhow!(e.get(lang).to_string())),
+        Command::Worker { watch, s3_incoming, settle_secs, lease_secs, until_idle } => {
+            let services = Services::open(&data_dir, lang)?;
+            evidence::roles::require(&services, "worker", evidence::roles::WORKER)
+                .map_err(|e| anyhow::anyhow!(e.text().get(lang).to_string()))?;
+            let options = evidence::worker::WorkerOptions {
+                watch,
+                s3_incoming,
+                settle: std::time::Duration::from_secs(settle_secs),
+                lease: std::time::Duration::from_secs(lease_secs.max(1)),
+                until_idle,
+            };
+            let summary = evidence::worker::run(&services, &evidence::stages::runner(), &options)
+                .map_err(|e| anyhow::anyhow!(e.text().get(lang).to_string()))?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            }
+            Ok(if summary.jobs_failed > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
+        }
+        Command::Status => {
+            let services = Services::open(&data_dir, lang)?;
+            evidence::roles::require(&services, "status", evidence::roles::STATUS)
+                .map_err(|e| anyhow::anyhow!(e.text().get(lang).to_string()))?;
+            let report = evidence::status::status(&services)?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.render_text(lang));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Reprocess { case_id, record } => {
+            let services = Services::open(&data_dir, lang)?;
+            evidence::roles::require(&services, "reprocess", evidence::roles::REPROCESS)
+                .map_err(|e| anyhow::anyhow!(e.text().get(lang).to_string()))?;
+            if let Some(path) = &record {
+                let case = CaseRecord::load(path).map_err(|e| anyhow::anyhow!(e.message(lang)))?;
+                evidence::worker::reprocess::replace_record(&services, &case_id, &case)
+                    .map_err(|e| anyhow::anyhow!(e.get(lang).to_string()))?;
+            }
+            let report = evidence::worker::reprocess::reprocess(&services, &evidence::stages::runner(), &case_id)
+                .map_err(|e| anyhow::anyhow!(e.get(lang).to_string()))?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", evidence::worker::reprocess::render_text(&report, lang));
+            }
+            Ok(if report.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(3) })
+        }
+        Command::Report { from, to, out } => {
+            let services = Services::open(&data_dir, lang)?;
+            evidence::roles::require(&services, "report", evidence::roles::REPORT)
+                .map_err(|e| anyhow::anyhow!(e.text().get(lang).to_string()))?;
+            let fail = |e: evidence::compliance::ComplianceError| anyhow::anyhow!(e.text().get(lang).to_string());
+            let period = evidence::compliance::parse_period(&from, &to, &services.config.timezone).map_err(fail)?;
+            if let Some(dir) = &out {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| anyhow::anyhow!("{} {}: {e}", lang.pick("无法创建文件夹", "cannot create folder"), dir.display()))?;
+            }
+            let report = evidence::compliance::report(&services, period, lang, out.as_deref()).map_err(fail)?;
+            evidence::audit::record(&services, evidence::audit::Action::Report, &format!("{from}..{to}"), serde_json::to_value(&report.totals)?)
+                .map_err(|e| anyhow::anyhow!(e.text().get(lang).to_string()))?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.render_text(lang));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit { action: AuditAction::Verify } => {
+            let services = Services::open(&data_dir, lang)?;
+            evidence::roles::require(&services, "audit verify", evidence::roles::AUDIT)
+                .map_err(|e| anyhow::anyhow!(e.text().get(lang).to_string()))?;
+            let report = evidence::audit::verify(&services.catalog)?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.render_text(lang));
+            }
+            Ok(if report.intact { ExitCode::SUCCESS } else { ExitCode::from(3) })
+        }
     }
 }
 
