@@ -211,6 +211,67 @@ fn large_recording_goes_up_in_parts_and_reads_back_identical() {
     assert!(completed.is_some());
 }
 
+/// The composite checksum S3 reports for parts of `part_bytes` with
+/// SHA-256 part checksums: base64 of the SHA-256 of the part digests, `-N`.
+fn composite_sha256(bytes: &[u8], part_bytes: usize) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let mut outer = sha2::Sha256::new();
+    let mut count = 0;
+    for part in bytes.chunks(part_bytes) {
+        outer.update(sha2::Sha256::digest(part));
+        count += 1;
+    }
+    format!(
+        "{}-{count}",
+        base64::engine::general_purpose::STANDARD.encode(outer.finalize())
+    )
+}
+
+/// Runs `process -v --json` and returns its report and log.
+fn process_logged(data_dir: &Path, file: &Path) -> (Value, String) {
+    let (output, report) = run_json(data_dir, &["-v", "process", file.to_str().unwrap()]);
+    let log = String::from_utf8_lossy(&output.stderr).to_string();
+    assert!(output.status.success(), "process failed: {report}\n{log}");
+    (report, log)
+}
+
+#[test]
+fn multipart_upload_to_garage_is_proved_by_part_checksums_without_reading_back() {
+    let _serial = GARAGE.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(server) = garage() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let name = bucket("checksums");
+    write_config(
+        &data,
+        &server,
+        &format!("[store]\nbucket = \"{name}\"\n[store.multipart]\nthreshold_mib = 8\npart_size_mib = 5\nconcurrency = 2\nmemory_budget_mib = 10\n"),
+    );
+    init(&data);
+    let file = footage(dir.path(), "HB0631_20240501113000.mp4", (12 << 20) + 1234, 9);
+
+    let (report, log) = process_logged(&data, &file);
+    assert!(
+        log.contains("server_part_checksums") && !log.contains("read_back"),
+        "Garage checks each part's SHA-256 and stores the composite, so nothing is read back: {log}"
+    );
+    let bytes = std::fs::read(&file).unwrap();
+    let key = format!("routine/{}", stored_key(&report));
+    let head = runtime()
+        .block_on(
+            client(&server)
+                .head_object()
+                .bucket(&name)
+                .key(&key)
+                .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(head.checksum_sha256(), Some(composite_sha256(&bytes, 5 << 20).as_str()));
+    assert_eq!(head.metadata().unwrap()["sha256"], sha256_of(&file));
+}
+
 fn servers_script(action: &str) {
     let script = std::env::var("EVIDENCE_TEST_S3_SCRIPT").expect("scripts/test.sh sets EVIDENCE_TEST_S3_SCRIPT");
     let status = Command::new("bash")

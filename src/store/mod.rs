@@ -127,6 +127,14 @@ pub trait StagedObject: Write + Send {
     /// backend with object metadata stores with it. Backends without
     /// metadata keep them in the manifest only.
     fn label(&mut self, _labels: ObjectLabels) {}
+
+    /// Hands over the SHA-256 and SM3 (hex) that the caller computed over
+    /// exactly the bytes it wrote, in the same pass, so that a backend
+    /// need not hash them a second time. A backend that proves its copy by
+    /// other means (per-part checksums the server checks) takes these as
+    /// the whole object's digests; the local store still reads its copy
+    /// back.
+    fn set_digests(&mut self, _sha256: &str, _sm3: &str) {}
 }
 
 pub trait ObjectStore: Send + Sync {

@@ -6,16 +6,36 @@
 //! `ObjectStore` interface is synchronous, so the store owns a tokio
 //! runtime and blocks on it; callers are never runtime threads.
 //!
-//! A write is staged in a local spool file, hashed (SHA-256 and SM3) on a
-//! second thread while it arrives, checked against the hash the caller
-//! commits with, and only then sent: one PUT carrying the object's SHA-256
-//! below the multipart threshold, parts with a CRC32C each above it (see
-//! `upload`). After the upload the object's SHA-256 is established from
-//! what the server stores: for a single PUT from the full-object SHA-256
-//! checksum the server computed on receipt, where it reports one, and
-//! otherwise (always for multipart objects) by reading the object back.
-//! The ETag is never taken for a hash. Metadata carries `sha256`, `sm3`,
-//! `case`, `unit`, `tier` and `retention`.
+//! A write is staged in a local spool file while a second thread computes
+//! the SHA-256 of each fixed-size part from the bytes as they arrive. The
+//! whole object's SHA-256 and SM3 are the ones the caller computed over
+//! the same bytes in the same pass (`set_digests`; ingest does this), or,
+//! when it gave none, are computed from the spool at commit. Only then is
+//! the object sent: one PUT carrying the object's SHA-256 below the
+//! multipart threshold, parts with their SHA-256 each above it (see
+//! `upload`). After the upload the object is verified against what the
+//! server stores:
+//!
+//! - a single PUT: the full-object SHA-256 the server computed on receipt
+//!   must equal the local one;
+//! - a multipart upload: the server must have echoed each part's SHA-256
+//!   (it checked the part on receipt) and report the composite checksum
+//!   (SHA-256 of the part SHA-256s, `-N`) equal to the one computed from
+//!   the local part digests. Since those digests were taken from the very
+//!   bytes whose whole-object SHA-256 was computed, this proves the server
+//!   holds exactly those bytes without reading them back;
+//! - otherwise the object is read back in parallel ranged GETs and its
+//!   SHA-256 compared.
+//!
+//! Garage 2.5 checks part checksums and reports both kinds of checksum, so
+//! it is verified without a read-back. moto 5 neither checks nor echoes
+//! part checksums nor reports a single PUT's, so it is read back. The ETag
+//! is never taken for a hash. Metadata carries `sha256`, `sm3`, `case`,
+//! `unit`, `tier` and `retention`.
+//!
+//! NOTE: the upload starts only at commit: original keys are named by the
+//! SHA-256, known only once every byte is written, and resumption finds
+//! an interrupted upload by its key and hash.
 //!
 //! Credentials come from the config or the standard `AWS_ACCESS_KEY_ID`
 //! and `AWS_SECRET_ACCESS_KEY` variables only; no instance-metadata or
@@ -57,6 +77,10 @@ const SPOOL_DIR: &str = "spool";
 /// Chunks queued between the writer and the hashing thread: enough to
 /// keep both busy, small enough to bound memory at a few chunks.
 const HASH_QUEUE_CHUNKS: usize = 4;
+
+/// Read buffer when the spool itself must be hashed: large enough for
+/// sequential disk speed.
+const SPOOL_READ_BYTES: usize = 4 << 20;
 
 /// S3 refuses parts under 5 MiB except the last one.
 const MIN_PART_BYTES: u64 = 5 << 20;
@@ -343,6 +367,7 @@ impl S3Store {
         spool: &Path,
         size: u64,
         sha256: &str,
+        parts: &PartDigests,
         labels: &ObjectLabels,
     ) -> Result<ObjectInfo, StoreError> {
         let location = self.location(tier)?.clone();
@@ -366,8 +391,13 @@ impl S3Store {
                     },
                 });
             }
-            self.verify_read_back(&location, tier, key, sha256).await?;
-            tracing::info!(tier = tier.as_str(), key, "already stored; verified by reading back");
+            let verified_by = if self.server_checksum_matches(&location, key, sha256, None).await? {
+                "server_checksum"
+            } else {
+                self.verify_read_back(&location, tier, key, sha256, existing.bytes).await?;
+                "read_back"
+            };
+            tracing::info!(tier = tier.as_str(), key, verified_by, "already stored and verified");
             return Ok(info);
         }
 
@@ -380,7 +410,7 @@ impl S3Store {
         };
         if size < self.inner.upload.threshold {
             upload::put_single(&location, key, spool, sha256, &write, &self.inner.limiter).await?;
-            if self.server_sha256_matches(&location, key, sha256).await? {
+            if self.server_checksum_matches(&location, key, sha256, None).await? {
                 tracing::info!(
                     tier = tier.as_str(),
                     key,
@@ -390,20 +420,52 @@ impl S3Store {
                 return Ok(info);
             }
         } else {
+            let part_size = upload::part_size_for(&self.inner.upload, size);
+            let rehashed;
+            let digests = if parts.part_size == part_size {
+                &parts.digests
+            } else {
+                // The object is too large for the configured part size, so
+                // its parts are hashed again, together with the whole spool
+                // to tie them to `sha256`.
+                let (digests, whole) = hash_spool(spool, Some(part_size)).await?;
+                if whole.sha256 != sha256 {
+                    return Err(StoreError::Mismatch {
+                        tier: tier.as_str(),
+                        key: key.to_string(),
+                        expected: sha256.to_string(),
+                        actual: whole.sha256,
+                    });
+                }
+                rehashed = digests;
+                &rehashed
+            };
             let context = upload::Multipart {
                 location: &location,
                 key,
                 spool,
                 size,
                 sha256,
+                parts: digests,
+                part_size,
                 write: &write,
                 settings: self.inner.upload,
                 catalog: self.inner.catalog.as_deref(),
                 limiter: &self.inner.limiter,
             };
-            context.run().await?;
+            let confirmed = context.run().await?;
+            let composite = upload::composite_sha256(digests);
+            if confirmed && self.server_checksum_matches(&location, key, sha256, Some(&composite)).await? {
+                tracing::info!(
+                    tier = tier.as_str(),
+                    key,
+                    verified_by = "server_part_checksums",
+                    "stored and verified"
+                );
+                return Ok(info);
+            }
         }
-        self.verify_read_back(&location, tier, key, sha256).await?;
+        self.verify_read_back(&location, tier, key, sha256, size).await?;
         tracing::info!(
             tier = tier.as_str(),
             key,
@@ -413,9 +475,19 @@ impl S3Store {
         Ok(info)
     }
 
-    /// Asks for the full-object SHA-256 checksum the server computed;
-    /// false when it keeps none, so the caller reads the object back.
-    async fn server_sha256_matches(&self, location: &Location, key: &str, sha256: &str) -> Result<bool, StoreError> {
+    /// Asks for the SHA-256 checksum the server stores with the object
+    /// and says whether it proves the object: the full-object SHA-256
+    /// equal to `sha256`, or the composite `composite` of a multipart
+    /// object. Anything else (no checksum, another part layout, a value
+    /// that differs) is no proof either way, and the caller reads the
+    /// object back, which also names a real mismatch.
+    async fn server_checksum_matches(
+        &self,
+        location: &Location,
+        key: &str,
+        sha256: &str,
+        composite: Option<&str>,
+    ) -> Result<bool, StoreError> {
         let output = location
             .client
             .head_object()
@@ -425,33 +497,28 @@ impl S3Store {
             .send()
             .await
             .map_err(|e| remote(location.url(key), e))?;
-        let Some(stored) = output.checksum_sha256() else {
-            return Ok(false);
-        };
-        if stored.contains('-') {
-            return Ok(false);
+        let stored = output.checksum_sha256();
+        let matches = stored.is_some_and(|stored| {
+            stored == upload::base64_of_hex(sha256) || composite.is_some_and(|c| stored == c)
+        });
+        if !matches {
+            tracing::debug!(object = %location.url(key), ?stored, ?composite, "stored checksum proves nothing; reading back");
         }
-        let expected = upload::base64_of_hex(sha256);
-        if stored != expected {
-            return Err(StoreError::Mismatch {
-                tier: "s3",
-                key: location.url(key),
-                expected: sha256.to_string(),
-                actual: upload::hex_of_base64(stored),
-            });
-        }
-        Ok(true)
+        Ok(matches)
     }
 
-    /// Reads the stored object back and compares its SHA-256.
+    /// Reads the stored object back, in ranges fetched in parallel within
+    /// the memory budget, and compares its size and SHA-256.
     async fn verify_read_back(
         &self,
         location: &Location,
         tier: Tier,
         key: &str,
         sha256: &str,
+        size: u64,
     ) -> Result<(), StoreError> {
-        let actual = hash_stored(location, key).await?;
+        let settings = &self.inner.upload;
+        let actual = hash_stored(location, key, size, settings.part_size, settings.parallel_parts).await?;
         if actual != sha256 {
             tracing::error!(tier = tier.as_str(), key, expected = sha256, %actual, "stored object does not match");
             return Err(StoreError::Mismatch {
@@ -562,26 +629,83 @@ async fn head(location: &Location, key: &str) -> Result<Option<Head>, StoreError
     }
 }
 
-/// Streams a stored object through SHA-256.
-async fn hash_stored(location: &Location, key: &str) -> Result<String, StoreError> {
+/// Hashes a stored object of `size` bytes with SHA-256, fetching ranges
+/// of `range_bytes`, `parallel` at once, and hashing them in order. A
+/// stored object of another size "hashes" to a text saying so.
+async fn hash_stored(
+    location: &Location,
+    key: &str,
+    size: u64,
+    range_bytes: u64,
+    parallel: usize,
+) -> Result<String, StoreError> {
+    let mut hasher = Sha256::new();
+    let mut pending = std::collections::VecDeque::new();
+    let mut next = 0u64;
+    loop {
+        while pending.len() < parallel.max(1) && next < size {
+            let end = (next + range_bytes).min(size);
+            let location = location.clone();
+            let key = key.to_string();
+            pending.push_back(tokio::spawn(async move { fetch_range(&location, &key, next, end, size).await }));
+            next = end;
+        }
+        let Some(task) = pending.pop_front() else { break };
+        let bytes = match task.await.expect("fetching a range does not panic")? {
+            Ok(bytes) => bytes,
+            Err(found) => return Ok(format!("({found})")),
+        };
+        hasher.update(&bytes);
+    }
+    if size == 0 {
+        let found = head(location, key).await?.map(|h| h.bytes).unwrap_or_default();
+        if found != 0 {
+            return Ok(format!("(an object of {found} bytes where 0 were expected)"));
+        }
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Fetches bytes `start..end` of an object expected to hold `size` bytes;
+/// `Err` says how the answer differs from what was asked.
+async fn fetch_range(
+    location: &Location,
+    key: &str,
+    start: u64,
+    end: u64,
+    size: u64,
+) -> Result<Result<Bytes, String>, StoreError> {
     let output = location
         .client
         .get_object()
         .bucket(&location.bucket)
         .key(location.object_key(key))
+        .range(format!("bytes={start}-{}", end - 1))
         .send()
         .await
         .map_err(|e| remote(location.url(key), e))?;
-    let mut body = output.body;
-    let mut hasher = Sha256::new();
-    while let Some(chunk) = body.try_next().await.map_err(|e| StoreError::Remote {
-        subject: location.url(key),
-        message: e.to_string(),
-        retryable: true,
-    })? {
-        hasher.update(&chunk);
+    let total = output
+        .content_range()
+        .and_then(|range| range.rsplit('/').next())
+        .and_then(|total| total.parse::<u64>().ok())
+        .or_else(|| output.content_length().map(|n| n.max(0) as u64));
+    if total != Some(size) {
+        return Ok(Err(format!("an object of {} bytes where {size} were expected", total.unwrap_or_default())));
     }
-    Ok(hex::encode(hasher.finalize()))
+    let bytes = output
+        .body
+        .collect()
+        .await
+        .map_err(|e| StoreError::Remote {
+            subject: location.url(key),
+            message: e.to_string(),
+            retryable: true,
+        })?
+        .into_bytes();
+    if bytes.len() as u64 != end - start {
+        return Ok(Err(format!("a range of {} bytes where {} were asked", bytes.len(), end - start)));
+    }
+    Ok(Ok(bytes))
 }
 
 fn object_metadata(tier: Tier, sha256: &str, labels: &ObjectLabels, retention: Retention) -> HashMap<String, String> {
@@ -805,26 +929,34 @@ fn remove_orphaned_spool(dir: &Path) {
     }
 }
 
-/// Hashes what is written, on its own thread, so that the writer only
-/// pays for the file write.
-struct Hasher {
-    sender: Option<SyncSender<Bytes>>,
-    thread: Option<JoinHandle<(String, String)>>,
+/// The SHA-256 of each `part_size` part of an object, the last shorter.
+struct PartDigests {
+    part_size: u64,
+    digests: Vec<[u8; 32]>,
 }
 
-impl Hasher {
-    fn start() -> Hasher {
+/// Hashes each part of what is written, on its own thread, so that the
+/// writer only pays for the file write. The bytes hashed are the ones the
+/// caller handed to `write`, which are the ones it computed the whole
+/// object's digests over.
+struct PartHasher {
+    part_size: u64,
+    sender: Option<SyncSender<Bytes>>,
+    thread: Option<JoinHandle<Vec<[u8; 32]>>>,
+}
+
+impl PartHasher {
+    fn start(part_size: u64) -> PartHasher {
         let (sender, receiver) = sync_channel::<Bytes>(HASH_QUEUE_CHUNKS);
         let thread = std::thread::spawn(move || {
-            let mut sha256 = Sha256::new();
-            let mut sm3 = Sm3::new();
+            let mut parts = PartSplitter::new(part_size);
             for chunk in receiver {
-                sha256.update(&chunk);
-                sm3.update(&chunk);
+                parts.update(&chunk);
             }
-            (hex::encode(sha256.finalize()), hex::encode(sm3.finalize()))
+            parts.finish()
         });
-        Hasher {
+        PartHasher {
+            part_size,
             sender: Some(sender),
             thread: Some(thread),
         }
@@ -836,21 +968,112 @@ impl Hasher {
         }
     }
 
-    fn finish(&mut self) -> (String, String) {
+    fn finish(&mut self) -> PartDigests {
         self.sender.take();
-        self.thread
+        let digests = self
+            .thread
             .take()
             .expect("finished once")
             .join()
-            .expect("the hashing thread does not panic")
+            .expect("the hashing thread does not panic");
+        PartDigests {
+            part_size: self.part_size,
+            digests,
+        }
     }
+}
+
+/// Cuts a byte stream into parts of a fixed size and hashes each.
+struct PartSplitter {
+    part_size: u64,
+    current: Sha256,
+    filled: u64,
+    digests: Vec<[u8; 32]>,
+}
+
+impl PartSplitter {
+    fn new(part_size: u64) -> PartSplitter {
+        PartSplitter {
+            part_size,
+            current: Sha256::new(),
+            filled: 0,
+            digests: Vec::new(),
+        }
+    }
+
+    fn update(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let room = (self.part_size - self.filled).min(bytes.len() as u64) as usize;
+            self.current.update(&bytes[..room]);
+            self.filled += room as u64;
+            bytes = &bytes[room..];
+            if self.filled == self.part_size {
+                self.digests.push(std::mem::take(&mut self.current).finalize().into());
+                self.filled = 0;
+            }
+        }
+    }
+
+    fn finish(mut self) -> Vec<[u8; 32]> {
+        if self.filled > 0 {
+            self.digests.push(self.current.finalize().into());
+        }
+        self.digests
+    }
+}
+
+/// Whole-object digests, hex.
+struct Digests {
+    sha256: String,
+    sm3: String,
+}
+
+/// Reads a spool file once, hashing the whole (SHA-256 and SM3) and, when
+/// `part_size` is given, each part; for writers whose caller gave no
+/// digests, and objects too large for the configured part size.
+async fn hash_spool(spool: &Path, part_size: Option<u64>) -> Result<(Vec<[u8; 32]>, Digests), StoreError> {
+    let path = spool.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let io_error = |source| StoreError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut file = File::open(&path).map_err(io_error)?;
+        let mut buffer = vec![0u8; SPOOL_READ_BYTES];
+        let mut sha256 = Sha256::new();
+        let mut sm3 = Sm3::new();
+        let mut parts = part_size.map(PartSplitter::new);
+        loop {
+            let n = file.read(&mut buffer).map_err(io_error)?;
+            if n == 0 {
+                break;
+            }
+            let chunk = &buffer[..n];
+            sha256.update(chunk);
+            sm3.update(chunk);
+            if let Some(parts) = parts.as_mut() {
+                parts.update(chunk);
+            }
+        }
+        Ok((
+            parts.map(PartSplitter::finish).unwrap_or_default(),
+            Digests {
+                sha256: hex::encode(sha256.finalize()),
+                sm3: hex::encode(sm3.finalize()),
+            },
+        ))
+    })
+    .await
+    .expect("hashing the spool does not panic")
 }
 
 struct S3Staged {
     store: S3Store,
     path: PathBuf,
     file: Option<File>,
-    hasher: Hasher,
+    hasher: PartHasher,
+    /// The caller's digests of what it wrote, when it gave them.
+    given: Option<Digests>,
     labels: ObjectLabels,
     bytes: u64,
 }
@@ -880,37 +1103,48 @@ impl StagedObject for S3Staged {
         self.labels = labels;
     }
 
+    fn set_digests(&mut self, sha256: &str, sm3: &str) {
+        self.given = Some(Digests {
+            sha256: sha256.to_string(),
+            sm3: sm3.to_string(),
+        });
+    }
+
     fn commit(mut self: Box<Self>, tier: Tier, key: &str, sha256: &str) -> Result<ObjectInfo, StoreError> {
         check_key(key)?;
         let file = self.file.take().expect("committed once");
         drop(file);
-        let (actual, sm3) = self.hasher.finish();
-        if actual != sha256 {
+        let parts = self.hasher.finish();
+        let store = self.store.clone();
+        let whole = match self.given.take() {
+            Some(given) => given,
+            None => store.block_on(hash_spool(&self.path, None))?.1,
+        };
+        if whole.sha256 != sha256 {
             return Err(StoreError::Mismatch {
                 tier: tier.as_str(),
                 key: key.to_string(),
                 expected: sha256.to_string(),
-                actual,
+                actual: whole.sha256,
             });
         }
         if let Some(given) = &self.labels.sm3 {
-            if *given != sm3 {
+            if *given != whole.sm3 {
                 return Err(StoreError::Mismatch {
                     tier: tier.as_str(),
                     key: format!("{key} (sm3)"),
                     expected: given.clone(),
-                    actual: sm3,
+                    actual: whole.sm3,
                 });
             }
         }
         let mut labels = self.labels.clone();
-        labels.sm3 = Some(sm3);
+        labels.sm3 = Some(whole.sm3);
 
-        let store = self.store.clone();
-        let info = store.block_on(store.put_verified(tier, key, &self.path, self.bytes, sha256, &labels))?;
+        let info = store.block_on(store.put_verified(tier, key, &self.path, self.bytes, sha256, &parts, &labels))?;
         if tier == Tier::Evidence {
             if let Some(backup) = &store.inner.backup {
-                backup.block_on(backup.put_verified(tier, key, &self.path, self.bytes, sha256, &labels))?;
+                backup.block_on(backup.put_verified(tier, key, &self.path, self.bytes, sha256, &parts, &labels))?;
                 tracing::info!(key, "separate backup copy stored and verified");
             }
         }
@@ -964,7 +1198,8 @@ impl ObjectStore for S3Store {
             store: self.clone(),
             path,
             file: Some(file),
-            hasher: Hasher::start(),
+            hasher: PartHasher::start(self.inner.upload.part_size),
+            given: None,
             labels: ObjectLabels::default(),
             bytes: 0,
         }))
@@ -1117,7 +1352,7 @@ impl ObjectStore for S3Store {
                 // service accepts; some refuse lock headers on CopyObject.
                 apply_lock(&target, key, lock).await?;
             }
-            self.verify_read_back(&target, to, key, sha256).await
+            self.verify_read_back(&target, to, key, sha256, found.bytes).await
         })?;
         tracing::info!(
             from = from.as_str(),

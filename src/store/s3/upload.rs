@@ -3,12 +3,17 @@
 //! A single PUT carries the object's SHA-256 as its checksum, which the
 //! server checks on receipt. A multipart upload sends fixed-size parts,
 //! several at once but never more than the memory budget holds, each with
-//! its CRC32C, which the server checks per part. Every acknowledged part
-//! is recorded in the catalog with the upload id before the next step, so
-//! a run that was interrupted (the server stopped, the link dropped, the
-//! process killed) continues the same upload: parts the server lists with
-//! the recorded ETag, and whose bytes in the new spool still have the
-//! recorded CRC32C, are not sent again.
+//! its SHA-256, computed when the bytes were written (not read back from
+//! the spool), which the server checks per part; the server's composite
+//! checksum of the completed object (the SHA-256 of the part SHA-256s,
+//! `-N`) is then compared by the caller. Payloads are not signed: the
+//! signed checksum header already binds each body, and signing would hash
+//! every byte once more. Every acknowledged part is recorded in the
+//! catalog with the upload id before the next step, so a run that was
+//! interrupted (the server stopped, the link dropped, the process killed)
+//! continues the same upload: parts the server lists with the recorded
+//! ETag, and whose bytes in the new spool have the recorded SHA-256, are
+//! not sent again.
 
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
@@ -24,6 +29,7 @@ use aws_sdk_s3::types::{
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use bytes::Bytes;
+use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -71,15 +77,20 @@ pub(super) fn base64_of_hex(hex_digest: &str) -> String {
     BASE64.encode(hex::decode(hex_digest).unwrap_or_default())
 }
 
-pub(super) fn hex_of_base64(text: &str) -> String {
-    BASE64
-        .decode(text)
-        .map(hex::encode)
-        .unwrap_or_else(|_| text.to_string())
-}
 
-fn crc32c_base64(bytes: &[u8]) -> String {
-    BASE64.encode(crc32c::crc32c(bytes).to_be_bytes())
+/// Length of a SHA-256 in base64; a recorded part checksum of another
+/// length was written by an earlier version that sent CRC32C.
+const SHA256_BASE64_LEN: usize = 44;
+
+/// The composite checksum S3 reports for a multipart object with SHA-256
+/// part checksums: base64 of the SHA-256 of the concatenated raw part
+/// digests, then `-` and the part count.
+pub(super) fn composite_sha256(parts: &[[u8; 32]]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    format!("{}-{}", BASE64.encode(hasher.finalize()), parts.len())
 }
 
 pub(super) fn smithy_time(time: chrono::DateTime<chrono::Utc>) -> aws_sdk_s3::primitives::DateTime {
@@ -147,7 +158,12 @@ pub(super) async fn put_single(
         }
         LockPlan::LegalHold => request = request.object_lock_legal_hold_status(ObjectLockLegalHoldStatus::On),
     }
-    request.send().await.map_err(|e| remote(location.url(key), e))?;
+    request
+        .customize()
+        .disable_payload_signing()
+        .send()
+        .await
+        .map_err(|e| remote(location.url(key), e))?;
     Ok(())
 }
 
@@ -158,6 +174,9 @@ pub(super) struct Multipart<'a> {
     pub spool: &'a Path,
     pub size: u64,
     pub sha256: &'a str,
+    /// SHA-256 of each part, `part_size` bytes each but the last.
+    pub parts: &'a [[u8; 32]],
+    pub part_size: u64,
     pub write: &'a WriteSpec,
     pub settings: UploadSettings,
     pub catalog: Option<&'a Catalog>,
@@ -172,18 +191,32 @@ fn catalog_error(error: crate::catalog::CatalogError) -> StoreError {
     }
 }
 
-impl Multipart<'_> {
-    /// The part size: the configured one, raised when the object would
-    /// otherwise need more than S3's 10,000 parts.
-    fn part_size(&self) -> u64 {
-        self.settings.part_size.max(self.size.div_ceil(MAX_PARTS))
-    }
+/// The part size of an upload: the configured one, raised when the
+/// object would otherwise need more than S3's 10,000 parts.
+pub(super) fn part_size_for(settings: &UploadSettings, size: u64) -> u64 {
+    settings.part_size.max(size.div_ceil(MAX_PARTS))
+}
 
+fn part_checksum(digest: &[u8; 32]) -> String {
+    BASE64.encode(digest)
+}
+
+impl Multipart<'_> {
     /// Sends the object and completes the upload; the caller verifies.
-    pub async fn run(&self) -> Result<(), StoreError> {
+    /// Returns whether the server confirmed every part sent in this run by
+    /// echoing its SHA-256, which a server that checks part checksums does.
+    pub async fn run(&self) -> Result<bool, StoreError> {
         let target = self.location.url(self.key);
-        let part_size = self.part_size();
+        let part_size = self.part_size;
         let part_count = self.size.div_ceil(part_size).max(1) as i32;
+        if self.parts.len() != part_count as usize {
+            return Err(StoreError::Setting {
+                message: format!(
+                    "{target}: {} part checksums for {part_count} parts of {part_size} bytes",
+                    self.parts.len()
+                ),
+            });
+        }
 
         let (upload_id, mut done) = match self.resumable(&target, part_size).await? {
             Some(resumed) => resumed,
@@ -193,9 +226,8 @@ impl Multipart<'_> {
         let mut kept = 0u64;
         for number in 1..=part_count {
             let Some(part) = done.get(&number) else { continue };
-            let (offset, length) = self.range(number, part_size);
-            let bytes = read_range(self.spool, offset, length)?;
-            if crc32c_base64(&bytes) == part.crc32c && part.bytes == length as u64 {
+            let (_, length) = self.range(number, part_size);
+            if part.crc32c == part_checksum(&self.parts[number as usize - 1]) && part.bytes == length as u64 {
                 kept += 1;
             } else {
                 tracing::warn!(%target, part = number, "recorded part differs from the spool; sending it again");
@@ -206,7 +238,7 @@ impl Multipart<'_> {
             tracing::info!(%target, %upload_id, parts_kept = kept, parts = part_count, "resuming multipart upload");
         }
 
-        let sent = self.send_missing(&upload_id, part_size, part_count, &done).await?;
+        let (sent, confirmed) = self.send_missing(&upload_id, part_size, part_count, &done).await?;
         done.extend(sent.into_iter().map(|p| (p.part_number, p)));
 
         let mut parts: Vec<&PartRow> = done.values().collect();
@@ -219,7 +251,7 @@ impl Multipart<'_> {
                         CompletedPart::builder()
                             .part_number(p.part_number)
                             .e_tag(&p.etag)
-                            .checksum_crc32_c(&p.crc32c)
+                            .checksum_sha256(&p.crc32c)
                             .build()
                     })
                     .collect(),
@@ -240,8 +272,8 @@ impl Multipart<'_> {
                 .finish_upload(&upload_id, kept, &chrono::Utc::now().to_rfc3339())
                 .map_err(catalog_error)?;
         }
-        tracing::info!(%target, %upload_id, parts = part_count, parts_kept = kept, "multipart upload complete");
-        Ok(())
+        tracing::info!(%target, %upload_id, parts = part_count, parts_kept = kept, confirmed, "multipart upload complete");
+        Ok(confirmed)
     }
 
     fn range(&self, number: i32, part_size: u64) -> (u64, usize) {
@@ -262,6 +294,23 @@ impl Multipart<'_> {
         };
         if upload.part_size != part_size {
             tracing::info!(%target, upload_id = %upload.upload_id, "part size changed since the interrupted upload; starting anew");
+            return Ok(None);
+        }
+        let recorded = catalog.parts(&upload.upload_id).map_err(catalog_error)?;
+        if recorded.iter().any(|p| p.crc32c.len() != SHA256_BASE64_LEN) {
+            // Its parts carry CRC32C, which an upload created for SHA-256
+            // part checksums cannot complete with.
+            tracing::info!(%target, upload_id = %upload.upload_id, "interrupted upload used another part checksum; starting anew");
+            let _ = self
+                .location
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.location.bucket)
+                .key(self.location.object_key(self.key))
+                .upload_id(&upload.upload_id)
+                .send()
+                .await;
+            catalog.forget_upload(&upload.upload_id).map_err(catalog_error)?;
             return Ok(None);
         }
         let mut listed = HashMap::new();
@@ -299,9 +348,7 @@ impl Multipart<'_> {
             }
             break;
         }
-        let done = catalog
-            .parts(&upload.upload_id)
-            .map_err(catalog_error)?
+        let done = recorded
             .into_iter()
             .filter(|p| listed.get(&p.part_number) == Some(&(p.etag.clone(), p.bytes)))
             .map(|p| (p.part_number, p))
@@ -316,7 +363,7 @@ impl Multipart<'_> {
             .create_multipart_upload()
             .bucket(&self.location.bucket)
             .key(self.location.object_key(self.key))
-            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .set_metadata(Some(self.write.metadata.clone()))
             .set_storage_class(self.location.storage_class.clone());
         match self.write.lock {
@@ -355,17 +402,19 @@ impl Multipart<'_> {
     /// Sends every part not yet done, at most `parallel_parts` at once:
     /// a part's buffer is read only once its permit is held, so memory
     /// stays within the budget. The first failure stops the rest; parts
-    /// already acknowledged stay recorded for the next run.
+    /// already acknowledged stay recorded for the next run. Also returns
+    /// whether the server echoed every part's SHA-256.
     async fn send_missing(
         &self,
         upload_id: &str,
         part_size: u64,
         part_count: i32,
         done: &HashMap<i32, PartRow>,
-    ) -> Result<Vec<PartRow>, StoreError> {
+    ) -> Result<(Vec<PartRow>, bool), StoreError> {
         let permits = Arc::new(Semaphore::new(self.settings.parallel_parts));
         let mut tasks = JoinSet::new();
         let mut sent = Vec::new();
+        let mut confirmed = true;
         for number in (1..=part_count).filter(|n| !done.contains_key(n)) {
             let permit = permits
                 .clone()
@@ -373,7 +422,9 @@ impl Multipart<'_> {
                 .await
                 .expect("the semaphore is never closed");
             while let Some(finished) = tasks.try_join_next() {
-                sent.push(self.record(upload_id, finished)?);
+                let (part, echoed) = self.record(upload_id, finished)?;
+                confirmed &= echoed;
+                sent.push(part);
             }
             let (offset, length) = self.range(number, part_size);
             let spool = self.spool.to_path_buf();
@@ -382,12 +433,12 @@ impl Multipart<'_> {
             let target = self.location.url(self.key);
             let upload_id = upload_id.to_string();
             let limiter = self.limiter.clone();
+            let checksum = part_checksum(&self.parts[number as usize - 1]);
             tasks.spawn(async move {
                 let _permit = permit;
                 let bytes = tokio::task::spawn_blocking(move || read_range(&spool, offset, length))
                     .await
                     .expect("reading a part does not panic")?;
-                let crc32c = crc32c_base64(&bytes);
                 limiter.reserve(length as u64).await;
                 let output = location
                     .client
@@ -396,36 +447,43 @@ impl Multipart<'_> {
                     .key(key)
                     .upload_id(upload_id)
                     .part_number(number)
-                    .checksum_crc32_c(&crc32c)
+                    .checksum_sha256(&checksum)
                     .body(ByteStream::from(bytes))
+                    .customize()
+                    .disable_payload_signing()
                     .send()
                     .await
                     .map_err(|e| remote(format!("{target} part {number}"), e))?;
-                Ok::<PartRow, StoreError>(PartRow {
+                let echoed = output.checksum_sha256() == Some(checksum.as_str());
+                // NOTE: the catalog column is named crc32c; it holds each part's SHA-256 (base64).
+                let part = PartRow {
                     part_number: number,
                     bytes: length as u64,
-                    crc32c,
+                    crc32c: checksum,
                     etag: output.e_tag().unwrap_or_default().to_string(),
-                })
+                };
+                Ok::<(PartRow, bool), StoreError>((part, echoed))
             });
         }
         while let Some(finished) = tasks.join_next().await {
-            sent.push(self.record(upload_id, finished)?);
+            let (part, echoed) = self.record(upload_id, finished)?;
+            confirmed &= echoed;
+            sent.push(part);
         }
-        Ok(sent)
+        Ok((sent, confirmed))
     }
 
     fn record(
         &self,
         upload_id: &str,
-        finished: Result<Result<PartRow, StoreError>, tokio::task::JoinError>,
-    ) -> Result<PartRow, StoreError> {
-        let part = finished.expect("a part upload does not panic")?;
+        finished: Result<Result<(PartRow, bool), StoreError>, tokio::task::JoinError>,
+    ) -> Result<(PartRow, bool), StoreError> {
+        let (part, echoed) = finished.expect("a part upload does not panic")?;
         if let Some(catalog) = self.catalog {
             catalog.record_part(upload_id, &part).map_err(catalog_error)?;
         }
-        tracing::debug!(upload_id, part = part.part_number, "part acknowledged");
-        Ok(part)
+        tracing::debug!(upload_id, part = part.part_number, echoed, "part acknowledged");
+        Ok((part, echoed))
     }
 }
 
@@ -444,6 +502,21 @@ mod tests {
             base64_of_hex("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
             "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
         );
-        assert_eq!(crc32c_base64(b"123456789"), BASE64.encode(0xE306_9283u32.to_be_bytes()));
+        assert_eq!(part_checksum(&[0u8; 32]).len(), SHA256_BASE64_LEN);
+    }
+
+    #[test]
+    fn composite_checksum_is_the_hash_of_part_hashes_with_the_count() {
+        // Garage 2.5 reported this for parts of 5 MiB, 5 MiB and 1000 bytes
+        // whose SHA-256s are the three digests below.
+        let parts: Vec<[u8; 32]> = [
+            "6XKXWi6I4SgW3g4I0WvAlY/N0nRUHhEvIUfY6L3pSrw=",
+            "WCkdPwCgOgjbDvAukFLgRVJq2LmjhLufOTQcG/0JPCE=",
+            "el44x6T1wNVaz86MJtoqcdcy9mviJ5COHyeyaB5vaXc=",
+        ]
+        .iter()
+        .map(|b| BASE64.decode(b).unwrap().try_into().unwrap())
+        .collect();
+        assert_eq!(composite_sha256(&parts), "a/Ulr7YT9EZAgzfPBRaIQiCTjIMLpIPfmeYl3VH+WUU=-3");
     }
 }
