@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Times storing the ~1 GB bench recording in a local Garage with the product
-# (`evidence process` with the S3 backend: SHA-256 and SM3, spool, multipart
-# upload with a CRC32C per part, read-back SHA-256 verification, probe) and
+# (`evidence process` with the S3 backend: SHA-256 and SM3 in one pass, spool
+# with a SHA-256 per part, multipart upload with each part's SHA-256 checked
+# by the server, the composite checksum compared, probe and continuity) and
 # with `aws s3 cp` (awscli, which neither hashes nor verifies), in one run,
 # and prints the ratio (awscli time / product time; target >= 1) and the
-# peak memory of each, from /usr/bin/time -v.
+# peak memory of each, from /usr/bin/time -v. The same file is also stored
+# with the local backend, for what the S3 path adds.
 #
 # Garage comes from scripts/s3-servers.sh (started here when not running).
 # The input is made once under bench/footage/ by make-bench-footage.sh.
@@ -58,11 +60,14 @@ measure() {
 
 read -r peer_s peer_kib < <(measure aws --endpoint-url "$EVIDENCE_TEST_GARAGE_ENDPOINT" s3 cp "$input" "s3://$bucket_peer/bench.mp4")
 read -r product_s product_kib < <(measure "$evidence" --data-dir "$work/data" process "$input")
+mkdir -p "$work/local"
+read -r local_s local_kib < <(measure "$evidence" --data-dir "$work/local" process "$input")
 
 bytes=$(stat -c %s "$input")
-awk -v b="$bytes" -v p="$product_s" -v a="$peer_s" -v pm="$product_kib" -v am="$peer_kib" 'BEGIN {
+awk -v b="$bytes" -v p="$product_s" -v a="$peer_s" -v pm="$product_kib" -v am="$peer_kib" -v l="$local_s" -v lm="$local_kib" 'BEGIN {
   printf "input: %.0f MB\n", b / 1e6
   printf "evidence process (S3): %6.2f s  %6.1f MB/s  peak %5.0f MiB\n", p, b / 1e6 / p, pm / 1024
+  printf "evidence process (local): %6.2f s  %6.1f MB/s  peak %5.0f MiB\n", l, b / 1e6 / l, lm / 1024
   printf "aws s3 cp:             %6.2f s  %6.1f MB/s  peak %5.0f MiB\n", a, b / 1e6 / a, am / 1024
   printf "ratio (aws s3 cp time / evidence time): %.2fx (target >= 1x)\n", a / p
 }'

@@ -176,6 +176,7 @@ pub fn ingest(
 
     let tier = services.ingest_tier;
     let key = original_key(path, name, &sha256, now, services.config.timezone());
+    staged.set_digests(&sha256, &sm3);
     let info = staged.commit(tier, &key, &sha256)?;
     tracing::info!(%sha256, tier = tier.as_str(), key = %key, "stored and verified");
 
