@@ -17,7 +17,7 @@ fn write_roles(data: &Path) {
     .unwrap();
 }
 
-/// A data directory with three ingested chapters: three audit events.
+/// Makes a data directory with three ingested chapters and two clips: five audit events.
 fn logged_data() -> tempfile::TempDir {
     let data = tempfile::tempdir().unwrap();
     write_roles(data.path());
@@ -76,14 +76,15 @@ fn every_ingest_is_logged_and_the_chain_verifies() {
     let (output, report) = verify(data.path());
     assert!(output.status.success());
     assert_eq!(report["intact"], true);
-    assert_eq!(report["checked"], 3);
+    // One event per ingested chapter (3) and per clip cut for a unit (2).
+    assert_eq!(report["checked"], 5);
 
     let again = run(data.path(), &process_args());
     assert!(again.status.success());
     assert_eq!(
         verify(data.path()).1["checked"],
-        3,
-        "an upload seen again is not a new ingest"
+        5,
+        "an upload seen again is not a new ingest, an unchanged clip not a new clip"
     );
 }
 

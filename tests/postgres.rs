@@ -201,8 +201,9 @@ fn two_workers_share_the_work_without_doing_anything_twice() {
     );
     assert_eq!(audit["intact"], true);
     assert_eq!(
-        audit["checked"], recordings as u64,
-        "one ingest event per recording"
+        audit["checked"],
+        recordings as u64 + 2,
+        "one event per ingested recording and per clip (2)"
     );
 
     let clips: Vec<_> = walk(store.path())

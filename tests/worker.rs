@@ -251,8 +251,8 @@ fn kill_at_each_stage_twice_loses_and_doubles_nothing() {
         let (_, audit) = run_json(data.path(), &["audit", "verify"]);
         assert_eq!(audit["intact"], true, "{point}");
         assert_eq!(
-            audit["checked"], 3,
-            "{point}: one ingest event per recording"
+            audit["checked"], 5,
+            "{point}: one event per ingested recording (3) and per clip made (2)"
         );
     }
 }

@@ -239,6 +239,8 @@ pub fn make_clip(
             source,
         })?;
 
+    let object = format!("{}/{key}", CLIP_TIER.as_str());
+    let detail = serde_json::json!({ "case": case.case_id, "unit": unit.unit_id, "device": plan.device, "version": version, "sha256": sha256 });
     services.catalog.insert_clip(&ClipRow {
         case_id: case.case_id.clone(),
         unit_id: unit.unit_id.clone(),
@@ -255,6 +257,8 @@ pub fn make_clip(
         created_at: now.to_rfc3339(),
         actor: services.actor.clone(),
     })?;
+    crate::audit::record(services, crate::audit::Action::Derive, &object, detail)
+        .map_err(|e| SplitError::Catalog(e.into_catalog()))?;
     Ok(report)
 }
 
