@@ -324,6 +324,15 @@ fn run(cli: Cli, lang: Lang) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!(e.get(lang).to_string())),
         Command::Disclose { action } => {
             let services = Services::open(&data_dir, lang)?;
+            let needed = match &action {
+                evidence::disclose::cli::DiscloseAction::Request { .. } => Some("disclose request"),
+                evidence::disclose::cli::DiscloseAction::Export { .. } => Some("disclose export"),
+                _ => None,
+            };
+            if let Some(command) = needed {
+                evidence::roles::require(&services, command, evidence::roles::DISCLOSURE)
+                    .map_err(|e| anyhow::anyhow!(e.text().get(lang).to_string()))?;
+            }
             evidence::disclose::cli::run(&action, &services, cli.json)
                 .map(ExitCode::from)
                 .map_err(|e| anyhow::anyhow!(e.get(lang).to_string()))

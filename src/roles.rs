@@ -18,6 +18,7 @@ pub const REPROCESS: &[Role] = &[Role::Operator];
 pub const STATUS: &[Role] = &[Role::Operator, Role::Auditor];
 pub const AUDIT: &[Role] = &[Role::Auditor];
 pub const REPORT: &[Role] = &[Role::Auditor];
+pub const DISCLOSURE: &[Role] = &[Role::Disclosure];
 
 #[derive(Debug, Error)]
 #[error("{actor} may not run `{command}`: it needs the role {} (config [roles])", names(.needed, false))]

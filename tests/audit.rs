@@ -220,3 +220,39 @@ fn compliance_report_counts_the_period() {
     );
     assert_eq!(outside["totals"]["recordings"], 0);
 }
+
+#[test]
+fn disclosure_request_refuses_people_without_the_role() {
+    let data = logged_data();
+    let sha = sha256_of(&fixture(
+        "cases/session/HB0631_130631001_20240501100000_0001.MP4",
+    ));
+    let spec = fixture("redact-example.json");
+    for (lang, needle) in [("zh", "无权执行"), ("en", "may not run")] {
+        let output = binary()
+            .env("EVIDENCE_ACTOR", "clerk")
+            .arg("--data-dir")
+            .arg(data.path())
+            .args([
+                "--lang",
+                lang,
+                "disclose",
+                "request",
+                "--purpose",
+                "litigation",
+                "--item",
+                &sha,
+                "--spec",
+            ])
+            .arg(&spec)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(needle), "{lang}: {stderr}");
+        assert!(
+            stderr.contains("disclosure"),
+            "the refusal names the role: {stderr}"
+        );
+    }
+}
