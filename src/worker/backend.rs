@@ -33,7 +33,7 @@ const WRITE_LOCK_ID: i64 = 0x65766964;
 
 pub enum Conn {
     Sqlite(Connection),
-    Postgres(Pg),
+    Postgres(Box<Pg>),
 }
 
 pub struct Pg {
@@ -67,7 +67,7 @@ impl Conn {
                 .map_err(pg_error)?;
             created?;
         }
-        Ok(Conn::Postgres(pg))
+        Ok(Conn::Postgres(Box::new(pg)))
     }
 
     pub fn execute<P: Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
