@@ -419,8 +419,14 @@ fn picture(
         .store
         .put_small(Tier::Routine, &key, &png)
         .and_then(|info| {
-            picture_manifest(services, &key, &digest, &png, subject)
-                .store(services.store.as_ref())?;
+            crate::store::Manifest::for_report(
+                Tier::Routine,
+                &key,
+                &png,
+                &format!("compliance report {subject}"),
+                &services.actor,
+            )
+            .store(services.store.as_ref())?;
             Ok(info)
         });
     let location = match stored {
@@ -449,34 +455,6 @@ fn picture(
         location,
         file,
     }))
-}
-
-/// Builds the custody record of a picture, so that fixity checks can read it.
-fn picture_manifest(
-    services: &Services,
-    key: &str,
-    sha256: &str,
-    png: &[u8],
-    subject: &str,
-) -> crate::store::Manifest {
-    use sm3::Digest;
-    crate::store::Manifest {
-        artefact: "report".into(),
-        tier: Tier::Routine,
-        key: key.to_string(),
-        sha256: sha256.to_string(),
-        sm3: hex::encode(sm3::Sm3::digest(png)),
-        bytes: png.len() as u64,
-        source: crate::store::Source {
-            path: format!("compliance report {subject}"),
-            file_name: key.rsplit('/').next().unwrap_or(key).to_string(),
-            modified: None,
-            recordings: Vec::new(),
-        },
-        tools: crate::store::ToolVersions::current(),
-        created_at: Utc::now(),
-        actor: services.actor.clone(),
-    }
 }
 
 /// Evidence-tier originals of the period whose separate copy is missing.

@@ -254,3 +254,25 @@ fn data_dir_from_environment_is_used() {
     assert!(data.path().join("catalog.sqlite").exists());
     assert_eq!(stored_objects(data.path()), 1);
 }
+
+#[test]
+fn fixity_check_passes_on_everything_process_stored() {
+    let data = tempfile::tempdir().unwrap();
+    let session = fixture("cases/session");
+    let case = session.join("case.json");
+    let (output, _) = run_json(
+        data.path(),
+        &["process", session.to_str().unwrap(), "--case", case.to_str().unwrap()],
+    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+    let (output, report) = run_json(data.path(), &["verify"]);
+    let objects = report["objects"].as_array().unwrap();
+    let failures: Vec<_> = objects.iter().filter(|o| o["status"] != "ok").collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert!(output.status.success());
+    let keys: Vec<&str> = objects.iter().map(|o| o["key"].as_str().unwrap()).collect();
+    assert!(keys.iter().any(|k| k.starts_with("clips/")), "clips are checked: {keys:?}");
+    assert!(keys.iter().any(|k| k.ends_with(".png")), "the timeline is checked: {keys:?}");
+    assert!(keys.iter().any(|k| k.starts_with("originals/")), "originals are checked: {keys:?}");
+}

@@ -630,6 +630,17 @@ fn store_timeline(
     let stored = services
         .store
         .put_small(Tier::Routine, &key, &png)
+        .and_then(|info| {
+            crate::store::Manifest::for_report(
+                Tier::Routine,
+                &key,
+                &png,
+                &format!("coverage timeline {subject}"),
+                &services.actor,
+            )
+            .store(services.store.as_ref())?;
+            Ok(info)
+        })
         .map_err(|e| ContinuityError::Timeline {
             subject,
             message: e.to_string(),

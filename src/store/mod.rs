@@ -232,6 +232,29 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// Builds the custody record of a report artefact (a picture, a text)
+    /// that the product made itself, so that fixity checks can read it.
+    pub fn for_report(tier: Tier, key: &str, bytes: &[u8], made_from: &str, actor: &str) -> Manifest {
+        use sm3::Digest;
+        Manifest {
+            artefact: "report".into(),
+            tier,
+            key: key.to_string(),
+            sha256: crate::ingest::sha256_hex(bytes),
+            sm3: hex::encode(sm3::Sm3::digest(bytes)),
+            bytes: bytes.len() as u64,
+            source: Source {
+                path: made_from.to_string(),
+                file_name: key.rsplit('/').next().unwrap_or(key).to_string(),
+                modified: None,
+                recordings: Vec::new(),
+            },
+            tools: ToolVersions::current(),
+            created_at: Utc::now(),
+            actor: actor.to_string(),
+        }
+    }
+
     pub fn key(&self) -> String {
         format!("{}{MANIFEST_SUFFIX}", self.key)
     }
