@@ -13,7 +13,7 @@ use thiserror::Error;
 
 use crate::i18n::Text;
 
-/// Longest id accepted: enough for bureau case numbers, short enough to
+/// Maximum id length: enough for bureau case numbers, short enough to
 /// stay one readable path component.
 pub const MAX_ID_LEN: usize = 64;
 

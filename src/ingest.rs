@@ -102,7 +102,7 @@ pub struct Ingested {
     pub bytes: u64,
     pub tier: Tier,
     pub key: String,
-    /// Where the original lies: a file path for the local store.
+    /// Location of the original: a file path for the local store.
     pub location: String,
     /// False when the catalog already held this recording.
     pub is_new: bool,

@@ -54,7 +54,7 @@ pub struct FileReport {
     pub bytes: Option<u64>,
     pub tier: Option<String>,
     pub evidence_key: Option<String>,
-    /// Where the original lies in the local store.
+    /// Location of the original in the local store.
     pub evidence_path: Option<String>,
     pub container: Option<String>,
     pub tracks: Vec<TrackSummary>,

@@ -25,7 +25,7 @@ use crate::probe::{self, Probe};
 use crate::report::{FileReport, ProcessReport};
 use crate::store::{LocalStore, ObjectStore, Tier};
 
-/// Attempts of a stage whose error says a retry can help.
+/// Attempts of a stage whose error reports that a retry can help.
 const STAGE_ATTEMPTS: u32 = 3;
 
 /// First retry delay, doubled on each attempt: long enough for a locked
@@ -35,7 +35,7 @@ const RETRY_BACKOFF: Duration = Duration::from_millis(200);
 /// Files at least this large get a progress bar when stderr is a terminal.
 const PROGRESS_MIN_BYTES: u64 = 64 << 20;
 
-/// What every stage shares: settings, catalog and store.
+/// Settings, catalog and store: the services every stage shares.
 pub struct Services {
     pub data_dir: PathBuf,
     pub config: Config,
@@ -290,7 +290,7 @@ pub fn record_probe(services: &Services, sha256: &str, probe: &Probe) {
     }
 }
 
-/// Runs a stage again while its error says a retry can help.
+/// Runs a stage again while its error reports that a retry can help.
 fn with_retries<T>(stage: &str, mut run: impl FnMut() -> Result<T, StageError>) -> Result<T, StageError> {
     let mut delay = RETRY_BACKOFF;
     let mut attempt = 1;
