@@ -37,9 +37,11 @@ pub fn check(
 
     let mut justifications = HashMap::new();
     let mut filings = Vec::new();
-    let catalog_path = data_dir.join("catalog.sqlite");
-    if catalog_path.is_file() {
-        let read = Catalog::open(&catalog_path).and_then(|catalog| {
+    // `check` stores nothing, so it reads the configured catalog only when
+    // one exists: a PostgreSQL URL, or a SQLite file already on disk.
+    let catalog_exists = config.catalog.url().is_some() || config.catalog.sqlite_path(data_dir).is_file();
+    if catalog_exists {
+        let read = Catalog::open_configured(data_dir, &config.catalog).and_then(|catalog| {
             let justified = super::justify::latest_justifications(&catalog)?;
             Ok((justified, catalog.delay_filings()?))
         });
