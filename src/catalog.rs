@@ -193,7 +193,7 @@ pub enum CatalogError {
 }
 
 impl CatalogError {
-    /// A locked database can free up; anything else needs a person.
+    /// Reports whether a retry can help: a locked database can free up, anything else needs a person.
     pub fn is_retryable(&self) -> bool {
         let CatalogError::Sqlite { source, .. } = self;
         matches!(
@@ -203,7 +203,7 @@ impl CatalogError {
     }
 }
 
-/// One recording as the catalog holds it.
+/// One recording as the catalog stores it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RecordingRow {
     pub sha256: String,
@@ -223,7 +223,7 @@ pub struct RecordingRow {
     pub probe_json: Option<String>,
 }
 
-/// One finding as stored: `detail_json` holds the whole finding.
+/// One finding as stored: `detail_json` contains the whole finding.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FindingRow {
     pub stage: String,

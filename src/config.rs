@@ -37,8 +37,8 @@ pub struct Config {
     /// Time zone of file names and case records without an offset.
     #[serde(default = "default_timezone")]
     pub timezone: String,
-    /// Who is acting, for manifests and the audit log; defaults to the
-    /// login name.
+    /// Acting person recorded in manifests and the audit log. Defaults to
+    /// the login name.
     #[serde(default)]
     pub actor: Option<String>,
     /// Extra file-name patterns, tried before the built-in presets.
@@ -51,7 +51,7 @@ pub struct Config {
     /// Tier that new originals are stored in.
     #[serde(default = "default_ingest_tier")]
     pub ingest_tier: String,
-    /// Where and how long objects are kept: `[store]`.
+    /// Object store location and retention: `[store]`.
     #[serde(default)]
     pub store: StoreConfig,
     /// Roles each actor holds: `[roles]`, such as `li = ["approver"]`.
@@ -60,7 +60,7 @@ pub struct Config {
     /// Disclosure settings: `[disclosure]` (the watermark text).
     #[serde(default)]
     pub disclosure: crate::disclose::DisclosureConfig,
-    /// Where the catalog lives: `[catalog]`.
+    /// Catalog location: `[catalog]`.
     #[serde(default)]
     pub catalog: CatalogConfig,
 }
@@ -165,8 +165,8 @@ impl Config {
         self.timezone.parse().unwrap_or(chrono_tz::Asia::Shanghai)
     }
 
-    /// The acting person: the config's actor, else `EVIDENCE_ACTOR`, else
-    /// the login name.
+    /// Returns the acting person: `EVIDENCE_ACTOR`, else the config's
+    /// actor, else the login name.
     pub fn actor(&self) -> String {
         if let Ok(actor) = std::env::var("EVIDENCE_ACTOR") {
             if !actor.is_empty() {

@@ -513,7 +513,7 @@ fn evidence_is_locked_in_compliance_mode_and_deletion_is_refused() {
     let object_key = format!("evidence/{key}");
 
     let client = client(&server);
-    // HEAD carries the lock; moto answers GetObjectRetention with the body.
+    // HEAD carries the lock, because moto returns the object body for GetObjectRetention.
     let head = runtime()
         .block_on(client.head_object().bucket(&name).key(&object_key).send())
         .unwrap();

@@ -105,7 +105,7 @@ impl StoreError {
     }
 }
 
-/// What the store knows of a stored object.
+/// Size and location of a stored object.
 #[derive(Clone, Debug, Serialize)]
 pub struct ObjectInfo {
     pub tier: Tier,
