@@ -164,6 +164,9 @@ impl Runner {
                 Input::Unreadable { path, reason } => {
                     report.files.push(FileReport::failed(&path, reason));
                 }
+                Input::File(path) if is_case_record(&path) => {
+                    report.files.push(FileReport::skipped(&path, case_record_skipped()));
+                }
                 Input::File(path) => {
                     let (file_report, job) = self.process_file(services, &path);
                     report.files.push(file_report);
@@ -344,6 +347,31 @@ pub fn collect_inputs(paths: &[PathBuf]) -> Vec<Input> {
         }
     }
     inputs
+}
+
+/// Whether a file among the footage is a case record (a JSON object with a
+/// `case_id`): case records are read with `--case`, not stored as footage.
+pub fn is_case_record(path: &Path) -> bool {
+    /// Case records are small; a larger `.json` file is not read whole.
+    const MAX_CASE_RECORD_BYTES: u64 = 4 << 20;
+    let is_json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    if !is_json || std::fs::metadata(path).map_or(true, |m| m.len() > MAX_CASE_RECORD_BYTES) {
+        return false;
+    }
+    std::fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .is_some_and(|value| value.get("case_id").is_some_and(|id| id.is_string()))
+}
+
+/// Why a case record found among the footage was not stored.
+pub fn case_record_skipped() -> Text {
+    Text::new(
+        "这是案件记录，不是录像；请用 --case 指定",
+        "this is a case record, not footage; give it with --case",
+    )
 }
 
 fn not_readable(path: &Path, error: &std::io::Error) -> Input {

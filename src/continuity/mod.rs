@@ -263,6 +263,7 @@ pub fn check(paths: &[PathBuf], options: &CheckOptions<'_>) -> CheckReport {
 
     for input in crate::runner::collect_inputs(paths) {
         let path = match input {
+            crate::runner::Input::File(path) if crate::runner::is_case_record(&path) => continue,
             crate::runner::Input::File(path) => path,
             crate::runner::Input::Skipped { path, reason } | crate::runner::Input::Unreadable { path, reason } => {
                 errors.push(Text::new(
