@@ -74,61 +74,155 @@ impl Receipt {
     /// Renders the receipt as text, Chinese first, then English.
     pub fn render_text(&self) -> String {
         let purpose = Purpose::text(&self.purpose);
+        format!(
+            "{}\n{}",
+            self.render_in(&ZH_LABELS, &purpose.zh),
+            self.render_in(&EN_LABELS, &purpose.en)
+        )
+    }
+
+    /// Renders the receipt in one language.
+    fn render_in(&self, labels: &ReceiptLabels, purpose: &str) -> String {
         let none = String::from("-");
-        let mut out = String::new();
-        out.push_str(&format!("音像资料调取回执 {}\n", self.request_id));
-        out.push_str(&format!(
-            "申请人：{}\n用途：{}\n申请时间：{}\n",
-            self.requester, purpose.zh, self.requested_at
-        ));
-        out.push_str(&format!(
-            "审批人：{}\n审批时间：{}\n导出人：{}\n导出时间：{}\n水印：{}\n",
-            self.approved_by.as_ref().unwrap_or(&none),
-            self.approved_at.as_ref().unwrap_or(&none),
-            self.exported_by,
-            self.exported_at.to_rfc3339(),
-            self.watermark
-        ));
-        for item in &self.items {
-            out.push_str(&format!(
-                "第 {} 项：{}\n  原始文件 SHA-256：{}\n  导出文件：{}（{} 字节）\n  导出文件 SHA-256：{}\n  脱敏记录 SHA-256：{}\n  留存副本：public/{}\n",
-                item.position,
-                item.item,
-                item.original_sha256,
-                item.output_file,
-                item.output_bytes,
-                item.output_sha256,
-                item.redaction_log_sha256,
-                item.public_key
-            ));
+        let mut out = format!("{} {}\n", labels.title, self.request_id);
+        let fields = [
+            (labels.requester, self.requester.as_str()),
+            (labels.purpose, purpose),
+            (labels.requested_at, self.requested_at.as_str()),
+            (
+                labels.approved_by,
+                self.approved_by.as_ref().unwrap_or(&none),
+            ),
+            (
+                labels.approved_at,
+                self.approved_at.as_ref().unwrap_or(&none),
+            ),
+            (labels.exported_by, self.exported_by.as_str()),
+            (labels.exported_at, &self.exported_at.to_rfc3339()),
+            (labels.watermark, self.watermark.as_str()),
+        ];
+        for (label, value) in fields {
+            out.push_str(&format!("{label}{}{value}\n", labels.colon));
         }
-        out.push('\n');
-        out.push_str(&format!("Disclosure receipt {}\n", self.request_id));
-        out.push_str(&format!(
-            "Requester: {}\nPurpose: {}\nRequested at: {}\n",
-            self.requester, purpose.en, self.requested_at
-        ));
-        out.push_str(&format!(
-            "Approved by: {}\nApproved at: {}\nExported by: {}\nExported at: {}\nWatermark: {}\n",
-            self.approved_by.as_ref().unwrap_or(&none),
-            self.approved_at.as_ref().unwrap_or(&none),
-            self.exported_by,
-            self.exported_at.to_rfc3339(),
-            self.watermark
-        ));
         for item in &self.items {
-            out.push_str(&format!(
-                "Item {}: {}\n  original SHA-256: {}\n  exported file: {} ({} bytes)\n  exported SHA-256: {}\n  redaction log SHA-256: {}\n  kept copy: public/{}\n",
-                item.position,
-                item.item,
-                item.original_sha256,
-                item.output_file,
-                item.output_bytes,
-                item.output_sha256,
-                item.redaction_log_sha256,
-                item.public_key
-            ));
+            out.push_str(&(labels.item)(item));
         }
         out
+    }
+}
+
+/// Labels of the receipt's text form in one language.
+struct ReceiptLabels {
+    title: &'static str,
+    colon: &'static str,
+    requester: &'static str,
+    purpose: &'static str,
+    requested_at: &'static str,
+    approved_by: &'static str,
+    approved_at: &'static str,
+    exported_by: &'static str,
+    exported_at: &'static str,
+    watermark: &'static str,
+    item: fn(&ExportedItem) -> String,
+}
+
+const ZH_LABELS: ReceiptLabels = ReceiptLabels {
+    title: "音像资料调取回执",
+    colon: "：",
+    requester: "申请人",
+    purpose: "用途",
+    requested_at: "申请时间",
+    approved_by: "审批人",
+    approved_at: "审批时间",
+    exported_by: "导出人",
+    exported_at: "导出时间",
+    watermark: "水印",
+    item: |item| {
+        format!(
+            "第 {} 项：{}\n  原始文件 SHA-256：{}\n  导出文件：{}（{} 字节）\n  导出文件 SHA-256：{}\n  脱敏记录 SHA-256：{}\n  留存副本：public/{}\n",
+            item.position,
+            item.item,
+            item.original_sha256,
+            item.output_file,
+            item.output_bytes,
+            item.output_sha256,
+            item.redaction_log_sha256,
+            item.public_key
+        )
+    },
+};
+
+const EN_LABELS: ReceiptLabels = ReceiptLabels {
+    title: "Disclosure receipt",
+    colon: ": ",
+    requester: "Requester",
+    purpose: "Purpose",
+    requested_at: "Requested at",
+    approved_by: "Approved by",
+    approved_at: "Approved at",
+    exported_by: "Exported by",
+    exported_at: "Exported at",
+    watermark: "Watermark",
+    item: |item| {
+        format!(
+            "Item {}: {}\n  original SHA-256: {}\n  exported file: {} ({} bytes)\n  exported SHA-256: {}\n  redaction log SHA-256: {}\n  kept copy: public/{}\n",
+            item.position,
+            item.item,
+            item.original_sha256,
+            item.output_file,
+            item.output_bytes,
+            item.output_sha256,
+            item.redaction_log_sha256,
+            item.public_key
+        )
+    },
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn receipt() -> Receipt {
+        Receipt {
+            format: RECEIPT_FORMAT,
+            request_id: "REQ-1".into(),
+            requester: "zhao".into(),
+            purpose: "litigation".into(),
+            requested_at: "2026-12-01T08:00:00+00:00".into(),
+            approved_by: Some("li".into()),
+            approved_at: None,
+            exported_by: "wang".into(),
+            exported_at: "2026-12-02T09:30:00Z".parse().unwrap(),
+            watermark: "公开副本 REQ-1".into(),
+            items: vec![ExportedItem {
+                position: 1,
+                item: "abc".into(),
+                original_sha256: "abc".into(),
+                output_file: "REQ-1-1.mp4".into(),
+                output_sha256: "def".into(),
+                output_bytes: 42,
+                redaction_log_sha256: "0123".into(),
+                public_key: "disclosures/REQ-1/1.mp4".into(),
+                method: Method::Smart,
+                frames: 10,
+                frames_masked: 3,
+            }],
+        }
+    }
+
+    #[test]
+    fn text_lists_every_field_in_both_languages() {
+        let text = receipt().render_text();
+        let (zh, en) = text.split_once("\n\n").expect("a blank line between the languages");
+        assert!(zh.starts_with("音像资料调取回执 REQ-1\n"), "{zh}");
+        assert!(zh.contains("用途：行政诉讼\n"), "{zh}");
+        assert!(zh.contains("审批人：li\n审批时间：-\n"), "{zh}");
+        assert!(zh.contains("导出时间：2026-12-02T09:30:00+00:00\n"), "{zh}");
+        assert!(zh.contains("导出文件：REQ-1-1.mp4（42 字节）"), "{zh}");
+        assert!(en.starts_with("Disclosure receipt REQ-1\n"), "{en}");
+        assert!(en.contains("Purpose: litigation\n"), "{en}");
+        assert!(en.contains("Approved by: li\nApproved at: -\n"), "{en}");
+        assert!(en.contains("exported file: REQ-1-1.mp4 (42 bytes)"), "{en}");
+        assert!(en.ends_with("kept copy: public/disclosures/REQ-1/1.mp4\n"), "{en}");
     }
 }
