@@ -403,25 +403,34 @@ fn session_boundaries_units_and_deadlines() {
     );
 }
 
-/// Copies a recording whose container clock was never set under a body
-/// camera's name for 2027-01-04, so that its start comes from the name.
-fn recording_of_2027(dir: &Path) -> std::path::PathBuf {
-    let path = dir.join("HB0631_130631001_20270104100000_0001.MP4");
-    std::fs::copy(fixture("cases/clock-unset-1970.mp4"), &path).unwrap();
-    path
-}
-
-#[test]
-fn deadline_beyond_builtin_calendar_uses_weekdays_with_warning() {
+/// Checks a recording whose container clock was never set, copied under a
+/// body camera's name for 2027-01-04 so that its start comes from the
+/// name, with `calendar` (TOML) as the configured calendar file if given.
+fn check_2027_recording(calendar: Option<&str>) -> Value {
     let data = tempfile::tempdir().unwrap();
+    if let Some(calendar) = calendar {
+        std::fs::write(data.path().join("calendar.toml"), calendar).unwrap();
+        std::fs::write(
+            data.path().join("config.toml"),
+            "calendar_file = \"calendar.toml\"\n",
+        )
+        .unwrap();
+    }
     let inputs = tempfile::tempdir().unwrap();
-    let recording = recording_of_2027(inputs.path());
+    let recording = inputs.path().join("HB0631_130631001_20270104100000_0001.MP4");
+    std::fs::copy(fixture("cases/clock-unset-1970.mp4"), &recording).unwrap();
     let (output, report) = run_json(data.path(), &["check", recording.to_str().unwrap()]);
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    report
+}
+
+#[test]
+fn deadline_beyond_builtin_calendar_uses_weekdays_with_warning() {
+    let report = check_2027_recording(None);
 
     let deadline = &report["deadlines"]["recordings"][0];
     assert_eq!(deadline["recorded_on"], "2027-01-04");
@@ -442,25 +451,8 @@ fn deadline_beyond_builtin_calendar_uses_weekdays_with_warning() {
 
 #[test]
 fn deadline_beyond_builtin_calendar_uses_calendar_file() {
-    let data = tempfile::tempdir().unwrap();
-    std::fs::write(
-        data.path().join("calendar.toml"),
-        "[[year]]\nyear = 2027\nholidays = [\"2027-01-05\"]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        data.path().join("config.toml"),
-        "calendar_file = \"calendar.toml\"\n",
-    )
-    .unwrap();
-    let inputs = tempfile::tempdir().unwrap();
-    let recording = recording_of_2027(inputs.path());
-    let (output, report) = run_json(data.path(), &["check", recording.to_str().unwrap()]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let report =
+        check_2027_recording(Some("[[year]]\nyear = 2027\nholidays = [\"2027-01-05\"]\n"));
 
     let deadline = &report["deadlines"]["recordings"][0];
     assert_eq!(
@@ -473,25 +465,9 @@ fn deadline_beyond_builtin_calendar_uses_calendar_file() {
 
 #[test]
 fn broken_calendar_file_warns_instead_of_failing() {
-    let data = tempfile::tempdir().unwrap();
-    std::fs::write(
-        data.path().join("calendar.toml"),
-        "[[year]]\nyear = 2027\nholidays = [\"2027-02-30\"]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        data.path().join("config.toml"),
-        "calendar_file = \"calendar.toml\"\n",
-    )
-    .unwrap();
-    let inputs = tempfile::tempdir().unwrap();
-    let recording = recording_of_2027(inputs.path());
-    let (output, report) = run_json(data.path(), &["check", recording.to_str().unwrap()]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let report =
+        check_2027_recording(Some("[[year]]\nyear = 2027\nholidays = [\"2027-02-30\"]\n"));
+
     assert_eq!(
         report["deadlines"]["recordings"][0]["upload_deadline"],
         "2027-01-06"
