@@ -97,7 +97,10 @@ pub fn probe(path: &Path, name: Option<&NameInfo>, uploaded_at: DateTime<Utc>) -
             creation_time = read.creation_time;
             tracks = read.tracks.iter().map(summarize).collect();
             findings.extend(read.problems.iter().map(problem_finding));
-            if tracks.iter().all(|t: &TrackSummary| t.frames.unwrap_or(0) == 0) {
+            if tracks
+                .iter()
+                .all(|t: &TrackSummary| t.frames.unwrap_or(0) == 0)
+            {
                 reason = Some(unreadable_reason(&read));
             }
             container_index = Some(read);
@@ -124,9 +127,13 @@ pub fn probe(path: &Path, name: Option<&NameInfo>, uploaded_at: DateTime<Utc>) -
             }
         },
         Err(error) => {
+            let why = error.text();
             reason = Some(Text::new(
-                format!("无法读取文件结构：{error}；原始文件已按原样保存"),
-                format!("cannot read the file structure: {error}; the original is kept as it is"),
+                format!("无法读取文件结构：{}；原始文件已按原样保存", why.zh),
+                format!(
+                    "cannot read the file structure: {}; the original is kept as it is",
+                    why.en
+                ),
             ));
         }
     }
@@ -211,8 +218,11 @@ fn unreadable_reason(read: &ContainerIndex) -> Text {
     }
     match read.problems.first() {
         Some(IndexProblem::Malformed { reason }) => Text::new(
-            format!("文件索引损坏：{reason}；原始文件已按原样保存"),
-            format!("the file's index is damaged: {reason}; the original is kept as it is"),
+            format!("文件索引损坏：{}；原始文件已按原样保存", reason.zh),
+            format!(
+                "the file's index is damaged: {}; the original is kept as it is",
+                reason.en
+            ),
         ),
         _ => Text::new(
             "文件中没有可读的音视频帧；原始文件已按原样保存",
@@ -226,8 +236,8 @@ fn problem_finding(problem: &IndexProblem) -> Finding {
         IndexProblem::NotFinalized { reason } => Finding::new(
             "not_finalized",
             Text::new(
-                format!("录像未正常结束：{reason}"),
-                format!("recording not finalized: {reason}"),
+                format!("录像未正常结束：{}", reason.zh),
+                format!("recording not finalized: {}", reason.en),
             ),
         ),
         IndexProblem::Truncated {
@@ -250,7 +260,10 @@ fn problem_finding(problem: &IndexProblem) -> Finding {
         })),
         IndexProblem::Malformed { reason } => Finding::new(
             "malformed_index",
-            Text::new(format!("索引异常：{reason}"), format!("malformed index: {reason}")),
+            Text::new(
+                format!("索引异常：{}", reason.zh),
+                format!("malformed index: {}", reason.en),
+            ),
         ),
     }
 }
@@ -296,4 +309,140 @@ fn choose_start(
         return (start, StartSource::FileName);
     }
     (uploaded_at, StartSource::UploadTime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn case(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/cases")
+            .join(name)
+    }
+
+    fn uploaded_at() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap()
+    }
+
+    fn has_cjk(text: &str) -> bool {
+        text.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c))
+    }
+
+    /// Returns true when `text` contains three Latin words in a row, as an
+    /// English sentence would. Box names and numbers stand alone.
+    fn has_english_sentence(text: &str) -> bool {
+        text.split(|c: char| !c.is_ascii()).any(|run| {
+            run.split_whitespace()
+                .filter(|word| word.chars().all(|c| c.is_ascii_alphabetic()))
+                .count()
+                >= 3
+        })
+    }
+
+    fn finding<'a>(probe: &'a Probe, kind: &str) -> &'a Finding {
+        probe
+            .findings
+            .iter()
+            .find(|f| f.kind == kind)
+            .unwrap_or_else(|| panic!("no {kind} finding in {:?}", probe.findings))
+    }
+
+    #[test]
+    fn killed_fragment_finding_reads_in_chinese() {
+        let probe = probe(&case("fragmented-killed.mp4"), None, uploaded_at());
+
+        let message = &finding(&probe, "not_finalized").message;
+        assert!(
+            message.zh.starts_with("录像未正常结束：最后一个影片分片"),
+            "{}",
+            message.zh
+        );
+        assert!(!has_english_sentence(&message.zh), "{}", message.zh);
+        assert!(
+            message
+                .en
+                .starts_with("recording not finalized: the last movie fragment"),
+            "{}",
+            message.en
+        );
+    }
+
+    #[test]
+    fn truncated_ts_malformed_reason_reads_in_chinese() {
+        let source = std::fs::read(case("ts-reset.ts")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cut.ts");
+        std::fs::write(&path, &source[..188 * 1000 + 100]).unwrap();
+
+        let probe = probe(&path, None, uploaded_at());
+        let message = &finding(&probe, "malformed_index").message;
+        let english_reason = message.en.trim_start_matches("malformed index: ");
+        assert!(has_cjk(&message.zh), "{}", message.zh);
+        assert!(!message.zh.contains(english_reason), "{}", message.zh);
+        assert!(!has_english_sentence(&message.zh), "{}", message.zh);
+        assert_eq!(
+            message.zh,
+            "索引异常：文件在一个传输流数据包中间结束：从偏移 188000 起的最后 100 字节是不完整的数据包，文件被截断"
+        );
+    }
+
+    #[test]
+    fn damaged_index_unreadable_reason_reads_in_chinese() {
+        // ftyp, then a moov whose only child is an mvhd of 4 bytes: no
+        // creation time, no timescale, no tracks.
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&16u32.to_be_bytes());
+        bytes.extend_from_slice(b"ftypisom\0\0\0\0");
+        bytes.extend_from_slice(&20u32.to_be_bytes());
+        bytes.extend_from_slice(b"moov");
+        bytes.extend_from_slice(&12u32.to_be_bytes());
+        bytes.extend_from_slice(b"mvhd\0\0\0\0");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("damaged.mp4");
+        std::fs::write(&path, &bytes).unwrap();
+
+        let probe = probe(&path, None, uploaded_at());
+        assert!(!probe.readable);
+        let reason = probe.reason.expect("an unreadable file has a reason");
+        assert_eq!(
+            reason.zh,
+            "文件索引损坏：mvhd box 过短，容不下创建时间和时间刻度；原始文件已按原样保存"
+        );
+        assert_eq!(
+            reason.en,
+            "the file's index is damaged: the mvhd box is too short to hold its creation time and timescale; the original is kept as it is"
+        );
+    }
+
+    #[test]
+    fn unparseable_file_reason_reads_in_chinese() {
+        // A first box that declares 4 bytes, less than its own header.
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&4u32.to_be_bytes());
+        bytes.extend_from_slice(b"ftypisom\0\0\0\0");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("broken.mp4");
+        std::fs::write(&path, &bytes).unwrap();
+
+        let probe = probe(&path, None, uploaded_at());
+        let reason = probe.reason.expect("an unparseable file has a reason");
+        assert!(
+            reason.zh.starts_with("无法读取文件结构：无法解析 "),
+            "{}",
+            reason.zh
+        );
+        assert!(
+            reason.zh.contains("偏移 0 处的 ftyp box 声明大小为 4 字节"),
+            "{}",
+            reason.zh
+        );
+        assert!(!has_english_sentence(&reason.zh), "{}", reason.zh);
+        assert!(
+            reason.en.contains("declares a size of 4 bytes"),
+            "{}",
+            reason.en
+        );
+    }
 }

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::{mp4, ts};
+use crate::i18n::Text;
 
 /// Bytes read from the start of a file to decide its format: enough for five
 /// 192-byte transport packets plus the 188 bytes a resync may skip.
@@ -179,13 +180,14 @@ pub struct Sample {
     pub is_sync: bool,
 }
 
-/// Defect of the container itself, stated for an operator.
+/// Defect of the container itself, stated for an operator in Chinese and
+/// English. Box names, offsets and PIDs stay as written in both languages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IndexProblem {
     /// The recording was never closed: no `moov` (power loss), or an
     /// incomplete last movie fragment.
-    NotFinalized { reason: String },
+    NotFinalized { reason: Text },
     /// The index points past the end of the file. Samples whose bytes are not
     /// wholly in the file were dropped from the track's `samples`.
     Truncated {
@@ -195,7 +197,7 @@ pub enum IndexProblem {
         data_end: u64,
     },
     /// A broken box or table, or a damaged packet stream.
-    Malformed { reason: String },
+    Malformed { reason: Text },
 }
 
 /// Most problems listed for one file. A fuzzed file can repeat one defect
@@ -219,9 +221,11 @@ impl ProblemLog {
         }
     }
 
-    pub(crate) fn malformed(&mut self, reason: impl Into<String>) {
+    /// Records a broken box, table or packet stream, described in Chinese
+    /// (`zh`) and English (`en`).
+    pub(crate) fn malformed(&mut self, zh: impl Into<String>, en: impl Into<String>) {
         self.push(IndexProblem::Malformed {
-            reason: reason.into(),
+            reason: Text::new(zh, en),
         });
     }
 
@@ -229,9 +233,12 @@ impl ProblemLog {
     pub(crate) fn into_problems(mut self) -> Vec<IndexProblem> {
         if self.omitted > 0 {
             self.problems.push(IndexProblem::Malformed {
-                reason: format!(
-                    "{} further problems were found and are not listed",
-                    self.omitted
+                reason: Text::new(
+                    format!("另有 {} 个问题未列出", self.omitted),
+                    format!(
+                        "{} further problems were found and are not listed",
+                        self.omitted
+                    ),
                 ),
             });
         }
@@ -250,8 +257,46 @@ pub enum IndexError {
     },
     #[error("{path} is neither MP4/QuickTime nor MPEG-TS: no known box at offset 0 and no 0x47 sync byte every 188 or 192 bytes")]
     UnknownFormat { path: PathBuf },
-    #[error("{path} cannot be parsed: {reason}")]
-    Unparseable { path: PathBuf, reason: String },
+    #[error("{path} cannot be parsed: {}", reason.en)]
+    Unparseable { path: PathBuf, reason: Text },
+}
+
+impl IndexError {
+    /// Returns the message in Chinese and English. `Display` gives the
+    /// English one alone, for logs.
+    pub fn text(&self) -> Text {
+        match self {
+            IndexError::Io { path, source } => {
+                let path = path.display();
+                Text::new(
+                    format!("读取 {path} 失败：{}", io_error_zh(source)),
+                    format!("failed to read {path}: {source}"),
+                )
+            }
+            IndexError::UnknownFormat { path } => Text::new(
+                format!(
+                    "{} 既不是 MP4/QuickTime 也不是 MPEG-TS：偏移 0 处没有已知的 box，也没有每隔 188 或 192 字节出现的 0x47 同步字节",
+                    path.display()
+                ),
+                self.to_string(),
+            ),
+            IndexError::Unparseable { path, reason } => Text::new(
+                format!("无法解析 {}：{}", path.display(), reason.zh),
+                self.to_string(),
+            ),
+        }
+    }
+}
+
+/// Describes the common I/O failures in Chinese. Other kinds keep the
+/// operating system's own message, which has no Chinese form here.
+fn io_error_zh(error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::NotFound => "文件不存在".to_string(),
+        std::io::ErrorKind::PermissionDenied => "没有读取权限".to_string(),
+        std::io::ErrorKind::UnexpectedEof => "文件意外结束".to_string(),
+        _ => error.to_string(),
+    }
 }
 
 impl TrackIndex {
@@ -682,6 +727,152 @@ mod tests {
         assert!(track.presentation_times().is_empty());
         assert_eq!(track.nominal_step(), None);
         assert_eq!(track.media_duration(), 0.0);
+    }
+
+    /// Returns the first run of three Latin words, or an English function
+    /// word, found in `text`: a sign that an English sentence slipped into
+    /// the Chinese form. Box names, PIDs and numbers stand alone and pass.
+    fn english_phrase(text: &str) -> Option<String> {
+        const FUNCTION_WORDS: [&str; 10] = [
+            "the", "of", "is", "are", "and", "was", "has", "but", "not", "its",
+        ];
+        let words: Vec<&str> = text
+            .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+            .collect();
+        if let Some(word) = words.iter().find(|w| FUNCTION_WORDS.contains(w)) {
+            return Some((*word).to_string());
+        }
+        let runs: Vec<&str> = text.split(|c: char| !c.is_ascii()).collect();
+        runs.iter()
+            .find(|run| {
+                run.split_whitespace()
+                    .filter(|word| word.chars().all(|c| c.is_ascii_alphabetic()))
+                    .count()
+                    >= 3
+            })
+            .map(|run| run.trim().to_string())
+    }
+
+    fn has_cjk(text: &str) -> bool {
+        text.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c))
+    }
+
+    /// Reads every fixture, and copies of each cut at a third and two
+    /// thirds of its length, and returns every problem found.
+    fn problems_of_damaged_fixtures() -> Vec<IndexProblem> {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+        let dir = tempfile::tempdir().unwrap();
+        let mut problems = Vec::new();
+        for folder in ["cases", "samples/misc", "samples/dashcam-fuzz"] {
+            for entry in std::fs::read_dir(root.join(folder)).unwrap() {
+                let path = entry.unwrap().path();
+                if !path.is_file() {
+                    continue;
+                }
+                let bytes = std::fs::read(&path).unwrap();
+                let name = path.file_name().unwrap();
+                let cut = dir.path().join(name);
+                let mut copies = vec![path.clone()];
+                for (part, divisor) in [(1, 3), (2, 3)] {
+                    let copy = cut.with_extension(format!(
+                        "cut{part}.{}",
+                        path.extension().unwrap().to_string_lossy()
+                    ));
+                    std::fs::write(&copy, &bytes[..bytes.len() * part / divisor]).unwrap();
+                    copies.push(copy);
+                }
+                for copy in copies {
+                    if let Ok(index) = read_index(&copy) {
+                        problems.extend(index.problems);
+                    }
+                }
+            }
+        }
+        problems
+    }
+
+    #[test]
+    fn damaged_fixture_reasons_read_in_both_languages() {
+        let problems = problems_of_damaged_fixtures();
+        let reasons: Vec<&Text> = problems
+            .iter()
+            .filter_map(|problem| match problem {
+                IndexProblem::NotFinalized { reason } | IndexProblem::Malformed { reason } => {
+                    Some(reason)
+                }
+                IndexProblem::Truncated { .. } => None,
+            })
+            .collect();
+        let not_finalized = problems
+            .iter()
+            .filter(|p| matches!(p, IndexProblem::NotFinalized { .. }))
+            .count();
+        assert!(not_finalized > 0, "no fixture was found not finalized");
+        assert!(
+            reasons.len() > not_finalized,
+            "no malformed fixture was found"
+        );
+
+        for reason in reasons {
+            assert!(has_cjk(&reason.zh), "no Chinese in {:?}", reason.zh);
+            assert!(!reason.en.is_empty(), "no English for {:?}", reason.zh);
+            assert!(!has_cjk(&reason.en), "Chinese in {:?}", reason.en);
+            assert_eq!(
+                english_phrase(&reason.zh),
+                None,
+                "English inside {:?}",
+                reason.zh
+            );
+        }
+    }
+
+    #[test]
+    fn english_phrase_finds_sentences_not_box_names() {
+        assert_eq!(english_phrase("moov 中没有 mvhd box"), None);
+        assert_eq!(english_phrase("PID 0x0100 承载了 12 个 PES 数据包"), None);
+        assert_eq!(
+            english_phrase("文件索引损坏：the stsz box of track 1 is too short"),
+            Some("the".to_string())
+        );
+        assert_eq!(
+            english_phrase("索引异常：stsz declares samples"),
+            Some("stsz declares samples".to_string())
+        );
+    }
+
+    #[test]
+    fn unknown_format_error_reads_in_chinese() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notes.txt");
+        std::fs::write(&path, b"plain text, not a container at all").unwrap();
+
+        let text = read_index(&path).unwrap_err().text();
+        assert!(
+            text.zh.contains("既不是 MP4/QuickTime 也不是 MPEG-TS"),
+            "{}",
+            text.zh
+        );
+        assert!(text.zh.contains("notes.txt"), "{}", text.zh);
+        assert_eq!(english_phrase(&text.zh), None, "{}", text.zh);
+        assert!(
+            text.en.contains("is neither MP4/QuickTime nor MPEG-TS"),
+            "{}",
+            text.en
+        );
+    }
+
+    #[test]
+    fn missing_file_error_reads_in_chinese() {
+        let text = read_index(Path::new("/nonexistent/clip.mp4"))
+            .unwrap_err()
+            .text();
+        assert_eq!(text.zh, "读取 /nonexistent/clip.mp4 失败：文件不存在");
+        assert!(
+            text.en
+                .starts_with("failed to read /nonexistent/clip.mp4: "),
+            "{}",
+            text.en
+        );
     }
 
     #[test]

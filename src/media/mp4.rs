@@ -20,6 +20,7 @@ use super::index::{
     ContainerFormat, ContainerIndex, Edit, IndexError, IndexProblem, ProblemLog, Sample,
     TrackIndex, TrackKind,
 };
+use crate::i18n::Text;
 
 /// Largest `moov` loaded into memory. Sample tables of a day-long recording
 /// take tens of MiB, so anything far beyond that is a damaged size field.
@@ -67,6 +68,7 @@ const TRUN_SAMPLE_SIZE: u32 = 0x000_200;
 const TRUN_SAMPLE_FLAGS: u32 = 0x000_400;
 const TRUN_SAMPLE_CTO: u32 = 0x000_800;
 
+const NO_MOOV_REASON_ZH: &str = "没有 moov 索引 box：录像未正常结束（断电或录制中关机）";
 const NO_MOOV_REASON: &str = "no moov index box: the recording was not finalized (power loss or the camera was switched off while recording)";
 
 type FourCc = [u8; 4];
@@ -92,7 +94,7 @@ pub(crate) fn read_mp4_index(path: &Path, file: File) -> Result<ContainerIndex, 
 
     let Some(movie) = top.movie else {
         log.push(IndexProblem::NotFinalized {
-            reason: NO_MOOV_REASON.to_string(),
+            reason: Text::new(NO_MOOV_REASON_ZH, NO_MOOV_REASON),
         });
         return Ok(ContainerIndex {
             format: ContainerFormat::Mp4,
@@ -140,10 +142,16 @@ fn finish_track(track: &mut TrackIndex, past_end: u64, file_size: u64, log: &mut
     if track.timescale == 0 {
         // A missing mdhd was already reported where it was found.
         if track.declared_duration.is_some() {
-            log.malformed(format!(
-                "track {} (ID {}) has a timescale of 0 in mdhd, so its times cannot be converted to seconds; it is listed without samples",
-                track.index, track.id
-            ));
+            log.malformed(
+                format!(
+                    "轨道 {}（ID {}）的 mdhd 时间刻度为 0，其时间无法换算为秒；该轨道列出但不含样本",
+                    track.index, track.id
+                ),
+                format!(
+                    "track {} (ID {}) has a timescale of 0 in mdhd, so its times cannot be converted to seconds; it is listed without samples",
+                    track.index, track.id
+                ),
+            );
         }
         track.samples = Vec::new();
         return;
@@ -170,7 +178,7 @@ struct TopLevel {
     fragments: Vec<FragmentBox>,
     /// Set when the very first box header is invalid, so the file has no box
     /// structure at all.
-    unparseable: Option<String>,
+    unparseable: Option<Text>,
     /// Remainder of [`MAX_SAMPLES_PER_FILE`] after `moov`.
     budget: SampleBudget,
 }
@@ -251,9 +259,10 @@ fn walk_top_level(
         let head = reader.read_at(offset, 16)?;
         if head.len() < 8 {
             if head.iter().any(|&b| b != 0) {
-                log.malformed(format!(
-                    "the file ends with {available} bytes at offset {offset}, too few for a box header: the file is truncated"
-                ));
+                log.malformed(
+                    format!("文件在偏移 {offset} 处只剩 {available} 字节，不足一个 box 头：文件被截断"),
+                    format!("the file ends with {available} bytes at offset {offset}, too few for a box header: the file is truncated"),
+                );
             }
             break;
         }
@@ -263,22 +272,24 @@ fn walk_top_level(
         let (size, header_len) = match read_u32(&head, 0) {
             0 => (available, 8u64),
             1 if head.len() < 16 => {
-                log.malformed(format!(
-                    "the {name} box at offset {offset} announces a 64-bit size but the file ends first: the file is truncated"
-                ));
+                log.malformed(
+                    format!("偏移 {offset} 处的 {name} box 声明了 64 位大小，但文件先结束了：文件被截断"),
+                    format!("the {name} box at offset {offset} announces a 64-bit size but the file ends first: the file is truncated"),
+                );
                 break;
             }
             1 => (read_u64(&head, 8), 16u64),
             size => (u64::from(size), 8u64),
         };
         if size < header_len {
-            let reason = format!(
-                "the {name} box at offset {offset} declares a size of {size} bytes, smaller than its own {header_len}-byte header, so the boxes after it cannot be found"
+            let reason = Text::new(
+                format!("偏移 {offset} 处的 {name} box 声明大小为 {size} 字节，小于其自身 {header_len} 字节的头部，因此无法找到其后的 box"),
+                format!("the {name} box at offset {offset} declares a size of {size} bytes, smaller than its own {header_len}-byte header, so the boxes after it cannot be found"),
             );
             if offset == 0 {
                 top.unparseable = Some(reason);
             } else {
-                log.malformed(reason);
+                log.push(IndexProblem::Malformed { reason });
             }
             break;
         }
@@ -295,20 +306,23 @@ fn walk_top_level(
                     top.brand = Some(fourcc_text(&[body[0], body[1], body[2], body[3]]));
                 }
             }
-            b"moov" if top.movie.is_some() => log.malformed(format!(
-                "a second moov box at offset {offset} was ignored; the first one is used"
-            )),
-            b"moov" if body_available > MAX_MOOV_BYTES => log.malformed(format!(
-                "the moov box at offset {offset} is {body_available} bytes, more than the {MAX_MOOV_BYTES} bytes this reader loads; it was ignored"
-            )),
+            b"moov" if top.movie.is_some() => log.malformed(
+                format!("偏移 {offset} 处的第二个 moov box 已忽略，使用第一个"),
+                format!("a second moov box at offset {offset} was ignored; the first one is used"),
+            ),
+            b"moov" if body_available > MAX_MOOV_BYTES => log.malformed(
+                format!("偏移 {offset} 处的 moov box 有 {body_available} 字节，超过本读取器最多加载的 {MAX_MOOV_BYTES} 字节；已忽略"),
+                format!("the moov box at offset {offset} is {body_available} bytes, more than the {MAX_MOOV_BYTES} bytes this reader loads; it was ignored"),
+            ),
             b"moov" => {
                 let body = reader.read_at(body_offset, body_available as usize)?;
                 let movie = parse_moov(&body, body_offset, file_size, &mut top.budget, log);
                 top.movie = Some(movie);
             }
-            b"moof" if body_available > MAX_MOOF_BYTES => log.malformed(format!(
-                "the moof box at offset {offset} is {body_available} bytes, more than the {MAX_MOOF_BYTES} bytes this reader loads; it was ignored"
-            )),
+            b"moof" if body_available > MAX_MOOF_BYTES => log.malformed(
+                format!("偏移 {offset} 处的 moof box 有 {body_available} 字节，超过本读取器最多加载的 {MAX_MOOF_BYTES} 字节；已忽略"),
+                format!("the moof box at offset {offset} is {body_available} bytes, more than the {MAX_MOOF_BYTES} bytes this reader loads; it was ignored"),
+            ),
             b"moof" => {
                 let body = reader.read_at(body_offset, body_available as usize)?;
                 top.fragments.push(FragmentBox {
@@ -322,9 +336,10 @@ fn walk_top_level(
         }
 
         if truncated {
-            log.malformed(format!(
-                "the {name} box at offset {offset} declares {size} bytes but the file ends {available} bytes after its start: the file is truncated"
-            ));
+            log.malformed(
+                format!("偏移 {offset} 处的 {name} box 声明 {size} 字节，但文件在它开始后 {available} 字节处就结束了：文件被截断"),
+                format!("the {name} box at offset {offset} declares {size} bytes but the file ends {available} bytes after its start: the file is truncated"),
+            );
             break;
         }
         offset = end;
@@ -418,6 +433,11 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// Names a box in both languages, for messages about its children.
+fn box_label(name: &str) -> Text {
+    Text::new(name, name)
+}
+
 /// A child box inside a loaded parent.
 struct ChildBox<'a> {
     box_type: FourCc,
@@ -434,7 +454,7 @@ struct ChildBox<'a> {
 fn child_boxes<'a>(
     data: &'a [u8],
     data_offset: u64,
-    parent: &str,
+    parent: &Text,
     log: &mut ProblemLog,
 ) -> Vec<ChildBox<'a>> {
     let mut children = Vec::new();
@@ -451,20 +471,34 @@ fn child_boxes<'a>(
         let (size, header_len) = match read_u32(data, position) {
             0 => (left as u64, 8usize),
             1 if left < 16 => {
-                log.malformed(format!(
-                    "the {} box at offset {offset} inside {parent} announces a 64-bit size but {parent} ends first",
-                    fourcc_text(&box_type)
-                ));
+                let name = fourcc_text(&box_type);
+                log.malformed(
+                    format!(
+                        "{zh} 内偏移 {offset} 处的 {name} box 声明了 64 位大小，但其所在的 box 先结束了",
+                        zh = parent.zh
+                    ),
+                    format!(
+                        "the {name} box at offset {offset} inside {en} announces a 64-bit size but {en} ends first",
+                        en = parent.en
+                    ),
+                );
                 break;
             }
             1 => (read_u64(data, position + 8), 16usize),
             size => (u64::from(size), 8usize),
         };
         if size < header_len as u64 {
-            log.malformed(format!(
-                "the {} box at offset {offset} inside {parent} declares a size of {size} bytes, smaller than its header; the rest of {parent} was skipped",
-                fourcc_text(&box_type)
-            ));
+            let name = fourcc_text(&box_type);
+            log.malformed(
+                format!(
+                    "{zh} 内偏移 {offset} 处的 {name} box 声明大小为 {size} 字节，小于其头部；{zh} 的其余部分已跳过",
+                    zh = parent.zh
+                ),
+                format!(
+                    "the {name} box at offset {offset} inside {en} declares a size of {size} bytes, smaller than its header; the rest of {en} was skipped",
+                    en = parent.en
+                ),
+            );
             break;
         }
 
@@ -482,10 +516,17 @@ fn child_boxes<'a>(
             body_offset: data_offset + body_start as u64,
         });
         if clamped {
-            log.malformed(format!(
-                "the {} box at offset {offset} declares {size} bytes but {parent} contains only {left} from there on; it was read as far as it goes",
-                fourcc_text(&box_type)
-            ));
+            let name = fourcc_text(&box_type);
+            log.malformed(
+                format!(
+                    "{zh} 内偏移 {offset} 处的 {name} box 声明 {size} 字节，但其所在的 box 从该处起只剩 {left} 字节；已读取现有部分",
+                    zh = parent.zh
+                ),
+                format!(
+                    "the {name} box at offset {offset} declares {size} bytes but {en} contains only {left} from there on; it was read as far as it goes",
+                    en = parent.en
+                ),
+            );
             break;
         }
         position = end;
@@ -539,7 +580,7 @@ fn parse_moov(
     budget: &mut SampleBudget,
     log: &mut ProblemLog,
 ) -> Movie {
-    let children = child_boxes(body, body_offset, "moov", log);
+    let children = child_boxes(body, body_offset, &box_label("moov"), log);
     let mut movie = Movie {
         timescale: None,
         creation_time: None,
@@ -552,11 +593,15 @@ fn parse_moov(
     match find_child(&children, b"mvhd") {
         Some(mvhd) => parse_mvhd(mvhd, &mut movie, log),
         None => log.malformed(
+            "moov 中没有 mvhd box，因此创建时间和编辑列表所用的影片时间刻度未知",
             "moov has no mvhd box, so the creation time and the movie timescale of the edit lists are unknown",
         ),
     }
     if children.iter().any(|c| &c.box_type == b"cmov") {
-        log.malformed("moov is compressed (cmov), which this reader does not decompress; its tracks are not listed");
+        log.malformed(
+            "moov 经过压缩（cmov），本读取器不解压，其中的轨道未列出",
+            "moov is compressed (cmov), which this reader does not decompress; its tracks are not listed",
+        );
     }
     if let Some(mvex) = children.iter().find(|c| &c.box_type == b"mvex") {
         movie.has_mvex = true;
@@ -566,9 +611,10 @@ fn parse_moov(
     let movie_timescale = movie.timescale.unwrap_or(0);
     for child in children.iter().filter(|c| &c.box_type == b"trak") {
         if movie.tracks.len() == MAX_TRACKS {
-            log.malformed(format!(
-                "moov contains more than {MAX_TRACKS} tracks; the rest are not listed"
-            ));
+            log.malformed(
+                format!("moov 包含超过 {MAX_TRACKS} 个轨道，其余轨道未列出"),
+                format!("moov contains more than {MAX_TRACKS} tracks; the rest are not listed"),
+            );
             break;
         }
         let index = movie.tracks.len();
@@ -596,7 +642,10 @@ fn parse_mvhd(body: &[u8], movie: &mut Movie, log: &mut ProblemLog) {
         }
     })();
     let Some((creation, timescale)) = parsed else {
-        log.malformed("the mvhd box is too short to hold its creation time and timescale");
+        log.malformed(
+            "mvhd box 过短，容不下创建时间和时间刻度",
+            "the mvhd box is too short to hold its creation time and timescale",
+        );
         return;
     };
 
@@ -605,7 +654,10 @@ fn parse_mvhd(body: &[u8], movie: &mut Movie, log: &mut ProblemLog) {
     movie.creation_time =
         i64::try_from(i128::from(creation) - i128::from(MP4_EPOCH_TO_UNIX_SECONDS)).ok();
     if timescale == 0 {
-        log.malformed("mvhd declares a movie timescale of 0, so edit list durations cannot be converted to seconds");
+        log.malformed(
+            "mvhd 声明的影片时间刻度为 0，因此编辑列表的时长无法换算为秒",
+            "mvhd declares a movie timescale of 0, so edit list durations cannot be converted to seconds",
+        );
     }
     movie.timescale = Some(timescale);
 }
@@ -616,7 +668,7 @@ fn parse_mvex(
     extends: &mut HashMap<u32, TrackExtends>,
     log: &mut ProblemLog,
 ) {
-    for child in child_boxes(body, body_offset, "mvex", log) {
+    for child in child_boxes(body, body_offset, &box_label("mvex"), log) {
         if &child.box_type != b"trex" {
             continue;
         }
@@ -638,10 +690,16 @@ fn parse_mvex(
             Some((track_id, defaults)) => {
                 extends.insert(track_id, defaults);
             }
-            None => log.malformed(format!(
-                "the trex box at offset {} is too short; its track's fragment defaults are taken as zero",
-                child.offset
-            )),
+            None => log.malformed(
+                format!(
+                    "偏移 {} 处的 trex box 过短，其轨道的分片默认值按 0 处理",
+                    child.offset
+                ),
+                format!(
+                    "the trex box at offset {} is too short; its track's fragment defaults are taken as zero",
+                    child.offset
+                ),
+            ),
         }
     }
 }
@@ -669,18 +727,25 @@ fn parse_trak(
     budget: &mut SampleBudget,
     log: &mut ProblemLog,
 ) -> (TrackIndex, u64) {
-    let label = format!("track {index}");
+    let label = Text::new(format!("轨道 {index}"), format!("track {index}"));
     let children = child_boxes(trak.body, trak.body_offset, &label, log);
 
     let header = match find_child(&children, b"tkhd") {
         Some(body) => parse_tkhd(body).unwrap_or_else(|| {
-            log.malformed(format!(
-                "the tkhd box of {label} is too short; its track ID is unknown"
-            ));
+            log.malformed(
+                format!("{} 的 tkhd box 过短，其轨道 ID 未知", label.zh),
+                format!(
+                    "the tkhd box of {} is too short; its track ID is unknown",
+                    label.en
+                ),
+            );
             TrackHeader::default()
         }),
         None => {
-            log.malformed(format!("{label} has no tkhd box; its track ID is unknown"));
+            log.malformed(
+                format!("{} 没有 tkhd box，其轨道 ID 未知", label.zh),
+                format!("{} has no tkhd box; its track ID is unknown", label.en),
+            );
             TrackHeader::default()
         }
     };
@@ -702,31 +767,42 @@ fn parse_trak(
         declared_samples: 0,
         continuity_errors: 0,
     };
-    let label = format!("track {index} (ID {})", header.track_id);
+    let label = Text::new(
+        format!("轨道 {index}（ID {}）", header.track_id),
+        format!("track {index} (ID {})", header.track_id),
+    );
 
     if let Some(edts) = children.iter().find(|c| &c.box_type == b"edts") {
-        let edts_children = child_boxes(edts.body, edts.body_offset, "edts", log);
+        let edts_children = child_boxes(edts.body, edts.body_offset, &box_label("edts"), log);
         if let Some(elst) = find_child(&edts_children, b"elst") {
             track.edits = parse_elst(elst, movie_timescale, &label, log);
         }
     }
 
     let Some(mdia) = children.iter().find(|c| &c.box_type == b"mdia") else {
-        log.malformed(format!(
-            "{label} has no mdia box, so its timing and samples are unknown"
-        ));
+        log.malformed(
+            format!("{} 没有 mdia box，因此其时间和样本未知", label.zh),
+            format!(
+                "{} has no mdia box, so its timing and samples are unknown",
+                label.en
+            ),
+        );
         return (track, 0);
     };
-    let mdia_children = child_boxes(mdia.body, mdia.body_offset, "mdia", log);
+    let mdia_children = child_boxes(mdia.body, mdia.body_offset, &box_label("mdia"), log);
 
     match find_child(&mdia_children, b"mdhd").and_then(parse_mdhd) {
         Some((timescale, duration)) => {
             track.timescale = timescale;
             track.declared_duration = Some(duration);
         }
-        None => log.malformed(format!(
-            "{label} has no readable mdhd box, so its timescale is unknown"
-        )),
+        None => log.malformed(
+            format!("{} 没有可读的 mdhd box，因此其时间刻度未知", label.zh),
+            format!(
+                "{} has no readable mdhd box, so its timescale is unknown",
+                label.en
+            ),
+        ),
     }
 
     match find_child(&mdia_children, b"hdlr").and_then(parse_hdlr) {
@@ -735,26 +811,33 @@ fn parse_trak(
             track.handler_type = fourcc_text(&handler_type);
             track.handler_name = handler_name;
         }
-        None => log.malformed(format!(
-            "{label} has no readable hdlr box, so its kind is unknown"
-        )),
+        None => log.malformed(
+            format!("{} 没有可读的 hdlr box，因此其轨道类型未知", label.zh),
+            format!(
+                "{} has no readable hdlr box, so its kind is unknown",
+                label.en
+            ),
+        ),
     }
 
     let stbl = mdia_children
         .iter()
         .find(|c| &c.box_type == b"minf")
         .and_then(|minf| {
-            let minf_children = child_boxes(minf.body, minf.body_offset, "minf", log);
+            let minf_children = child_boxes(minf.body, minf.body_offset, &box_label("minf"), log);
             minf_children
                 .into_iter()
                 .find(|c| &c.box_type == b"stbl")
                 .map(|c| (c.body, c.body_offset))
         });
     let Some((stbl_body, stbl_offset)) = stbl else {
-        log.malformed(format!("{label} has no minf/stbl sample table"));
+        log.malformed(
+            format!("{} 没有 minf/stbl 样本表", label.zh),
+            format!("{} has no minf/stbl sample table", label.en),
+        );
         return (track, 0);
     };
-    let stbl_children = child_boxes(stbl_body, stbl_offset, "stbl", log);
+    let stbl_children = child_boxes(stbl_body, stbl_offset, &box_label("stbl"), log);
 
     if let Some(entry) = find_child(&stbl_children, b"stsd").and_then(first_sample_entry) {
         track.codec = fourcc_text(&entry.format);
@@ -763,9 +846,13 @@ fn parse_trak(
             track.height = entry.height.filter(|&h| h > 0);
         }
     } else {
-        log.malformed(format!(
-            "{label} has no readable stsd sample description, so its codec is unknown"
-        ));
+        log.malformed(
+            format!("{} 没有可读的 stsd 样本描述，因此其编码格式未知", label.zh),
+            format!(
+                "{} has no readable stsd sample description, so its codec is unknown",
+                label.en
+            ),
+        );
     }
     if track.width.is_none() && header.width > 0 {
         track.width = Some(header.width);
@@ -895,22 +982,36 @@ fn first_sample_entry(body: &[u8]) -> Option<SampleEntry> {
     })
 }
 
-fn parse_elst(body: &[u8], movie_timescale: u32, label: &str, log: &mut ProblemLog) -> Vec<Edit> {
+fn elst_too_short(label: &Text, log: &mut ProblemLog) {
+    log.malformed(
+        format!("{} 的 elst box 过短", label.zh),
+        format!("the elst box of {} is too short", label.en),
+    );
+}
+
+fn parse_elst(body: &[u8], movie_timescale: u32, label: &Text, log: &mut ProblemLog) -> Vec<Edit> {
     let mut cursor = Cursor::new(body);
     let Some((version, _)) = cursor.version_and_flags() else {
-        log.malformed(format!("the elst box of {label} is too short"));
+        elst_too_short(label, log);
         return Vec::new();
     };
     let Some(count) = cursor.u32() else {
-        log.malformed(format!("the elst box of {label} is too short"));
+        elst_too_short(label, log);
         return Vec::new();
     };
     let entry_bytes = if version == 1 { 20 } else { 12 };
     let fitting = fitting_entries(&cursor, u64::from(count), entry_bytes);
     if fitting < count as usize {
-        log.malformed(format!(
-            "the elst box of {label} declares {count} edits but contains only {fitting}"
-        ));
+        log.malformed(
+            format!(
+                "{} 的 elst box 声明有 {count} 条编辑，但只含 {fitting} 条",
+                label.zh
+            ),
+            format!(
+                "the elst box of {} declares {count} edits but contains only {fitting}",
+                label.en
+            ),
+        );
     }
 
     let mut edits = Vec::with_capacity(fitting);
@@ -992,13 +1093,9 @@ struct SampleTables {
     sync_samples: Option<Vec<u32>>,
 }
 
-fn read_sample_tables(children: &[ChildBox], label: &str, log: &mut ProblemLog) -> SampleTables {
+fn read_sample_tables(children: &[ChildBox], label: &Text, log: &mut ProblemLog) -> SampleTables {
     let mut tables = SampleTables::default();
-    let short_box = |name: &str, log: &mut ProblemLog| {
-        log.malformed(format!(
-            "the {name} box of {label} is too short for its header"
-        ));
-    };
+    let short_box = |name: &str, log: &mut ProblemLog| table_header_too_short(name, label, log);
 
     if let Some(body) = find_child(children, b"stsz") {
         tables.sizes = parse_stsz(body, label, log);
@@ -1011,7 +1108,10 @@ fn read_sample_tables(children: &[ChildBox], label: &str, log: &mut ProblemLog) 
             short_box("stz2", log);
         }
     } else {
-        log.malformed(format!("{label} has no stsz or stz2 sample size table"));
+        log.malformed(
+            format!("{} 没有 stsz 或 stz2 样本大小表", label.zh),
+            format!("{} has no stsz or stz2 sample size table", label.en),
+        );
     }
 
     match find_child(children, b"stts") {
@@ -1019,7 +1119,10 @@ fn read_sample_tables(children: &[ChildBox], label: &str, log: &mut ProblemLog) 
             tables.time_to_sample =
                 parse_pairs(body, "stts", label, log, |c| Some((c.u32()?, c.u32()?)))
         }
-        None => log.malformed(format!("{label} has no stts time-to-sample table")),
+        None => log.malformed(
+            format!("{} 没有 stts 样本时间表", label.zh),
+            format!("{} has no stts time-to-sample table", label.en),
+        ),
     }
 
     // ctts version 0 is unsigned in the standard, but muxers write negative
@@ -1042,7 +1145,10 @@ fn read_sample_tables(children: &[ChildBox], label: &str, log: &mut ProblemLog) 
                 })
             })
         }
-        None => log.malformed(format!("{label} has no stsc sample-to-chunk table")),
+        None => log.malformed(
+            format!("{} 没有 stsc 样本到块映射表", label.zh),
+            format!("{} has no stsc sample-to-chunk table", label.en),
+        ),
     }
 
     if let Some(body) = find_child(children, b"stco") {
@@ -1050,7 +1156,10 @@ fn read_sample_tables(children: &[ChildBox], label: &str, log: &mut ProblemLog) 
     } else if let Some(body) = find_child(children, b"co64") {
         tables.chunk_offsets = parse_pairs(body, "co64", label, log, |c| c.u64());
     } else {
-        log.malformed(format!("{label} has no stco or co64 chunk offset table"));
+        log.malformed(
+            format!("{} 没有 stco 或 co64 块偏移表", label.zh),
+            format!("{} has no stco or co64 chunk offset table", label.en),
+        );
     }
 
     if let Some(body) = find_child(children, b"stss") {
@@ -1059,20 +1168,25 @@ fn read_sample_tables(children: &[ChildBox], label: &str, log: &mut ProblemLog) 
     tables
 }
 
+fn table_header_too_short(name: &str, label: &Text, log: &mut ProblemLog) {
+    log.malformed(
+        format!("{} 的 {name} box 过短，容不下其头部", label.zh),
+        format!("the {name} box of {} is too short for its header", label.en),
+    );
+}
+
 /// Parses a full box holding a 32-bit entry count and fixed-size entries,
 /// reading only the entries that fit in the box.
 fn parse_pairs<T>(
     body: &[u8],
     name: &str,
-    label: &str,
+    label: &Text,
     log: &mut ProblemLog,
     mut read_entry: impl FnMut(&mut Cursor) -> Option<T>,
 ) -> Vec<T> {
     let mut cursor = Cursor::new(body);
     let Some(count) = cursor.version_and_flags().and_then(|_| cursor.u32()) else {
-        log.malformed(format!(
-            "the {name} box of {label} is too short for its header"
-        ));
+        table_header_too_short(name, label, log);
         return Vec::new();
     };
 
@@ -1087,9 +1201,16 @@ fn parse_pairs<T>(
     };
     let fitting = fitting_entries(&cursor, u64::from(count), entry_bytes);
     if (fitting as u64) < u64::from(count) {
-        log.malformed(format!(
-            "the {name} box of {label} declares {count} entries but contains only {fitting}"
-        ));
+        log.malformed(
+            format!(
+                "{} 的 {name} box 声明有 {count} 个条目，但只含 {fitting} 个",
+                label.zh
+            ),
+            format!(
+                "the {name} box of {} declares {count} entries but contains only {fitting}",
+                label.en
+            ),
+        );
     }
 
     let mut entries = Vec::with_capacity(fitting);
@@ -1102,7 +1223,7 @@ fn parse_pairs<T>(
     entries
 }
 
-fn parse_stsz(body: &[u8], label: &str, log: &mut ProblemLog) -> Option<SampleSizes> {
+fn parse_stsz(body: &[u8], label: &Text, log: &mut ProblemLog) -> Option<SampleSizes> {
     let mut cursor = Cursor::new(body);
     cursor.version_and_flags()?;
     let size = cursor.u32()?;
@@ -1112,9 +1233,16 @@ fn parse_stsz(body: &[u8], label: &str, log: &mut ProblemLog) -> Option<SampleSi
     }
     let fitting = fitting_entries(&cursor, count, 4);
     if (fitting as u64) < count {
-        log.malformed(format!(
-            "the stsz box of {label} declares {count} sample sizes but contains only {fitting}"
-        ));
+        log.malformed(
+            format!(
+                "{} 的 stsz box 声明有 {count} 个样本大小，但只含 {fitting} 个",
+                label.zh
+            ),
+            format!(
+                "the stsz box of {} declares {count} sample sizes but contains only {fitting}",
+                label.en
+            ),
+        );
     }
     let mut sizes = Vec::with_capacity(fitting);
     for _ in 0..fitting {
@@ -1123,16 +1251,23 @@ fn parse_stsz(body: &[u8], label: &str, log: &mut ProblemLog) -> Option<SampleSi
     Some(SampleSizes::Table { sizes, count })
 }
 
-fn parse_stz2(body: &[u8], label: &str, log: &mut ProblemLog) -> Option<SampleSizes> {
+fn parse_stz2(body: &[u8], label: &Text, log: &mut ProblemLog) -> Option<SampleSizes> {
     let mut cursor = Cursor::new(body);
     cursor.version_and_flags()?;
     cursor.skip(3)?;
     let field_bits = cursor.u8()?;
     let count = u64::from(cursor.u32()?);
     if !matches!(field_bits, 4 | 8 | 16) {
-        log.malformed(format!(
-            "the stz2 box of {label} uses {field_bits}-bit sizes; only 4, 8 and 16 are defined"
-        ));
+        log.malformed(
+            format!(
+                "{} 的 stz2 box 使用 {field_bits} 位的样本大小，而标准只定义了 4、8 和 16 位",
+                label.zh
+            ),
+            format!(
+                "the stz2 box of {} uses {field_bits}-bit sizes; only 4, 8 and 16 are defined",
+                label.en
+            ),
+        );
         return Some(SampleSizes::Table {
             sizes: Vec::new(),
             count,
@@ -1142,9 +1277,16 @@ fn parse_stz2(body: &[u8], label: &str, log: &mut ProblemLog) -> Option<SampleSi
     let fit = (cursor.remaining() as u64).saturating_mul(8) / u64::from(field_bits);
     let fitting = count.min(fit) as usize;
     if (fitting as u64) < count {
-        log.malformed(format!(
-            "the stz2 box of {label} declares {count} sample sizes but contains only {fitting}"
-        ));
+        log.malformed(
+            format!(
+                "{} 的 stz2 box 声明有 {count} 个样本大小，但只含 {fitting} 个",
+                label.zh
+            ),
+            format!(
+                "the stz2 box of {} declares {count} sample sizes but contains only {fitting}",
+                label.en
+            ),
+        );
     }
     let data = cursor.bytes(cursor.remaining())?;
     let mut sizes = Vec::with_capacity(fitting);
@@ -1218,7 +1360,7 @@ fn build_samples(
     tables: &SampleTables,
     file_size: u64,
     budget: &mut SampleBudget,
-    label: &str,
+    label: &Text,
     log: &mut ProblemLog,
 ) -> BuiltSamples {
     let mut built = BuiltSamples {
@@ -1233,10 +1375,16 @@ fn build_samples(
     built.declared = declared;
     let mut limit = declared;
     if limit > budget.remaining {
-        log.malformed(format!(
-            "{label} declares {declared} samples, which would take the file past the {MAX_SAMPLES_PER_FILE} samples this reader indexes; only the first {} are listed",
-            budget.remaining
-        ));
+        log.malformed(
+            format!(
+                "{} 声明有 {declared} 个样本，会使整个文件超过本读取器最多索引的 {MAX_SAMPLES_PER_FILE} 个样本；只列出前 {} 个",
+                label.zh, budget.remaining
+            ),
+            format!(
+                "{} declares {declared} samples, which would take the file past the {MAX_SAMPLES_PER_FILE} samples this reader indexes; only the first {} are listed",
+                label.en, budget.remaining
+            ),
+        );
         limit = budget.remaining;
     }
     limit = limit.min(sizes.known_count());
@@ -1247,18 +1395,32 @@ fn build_samples(
         .map(|&(count, _)| u64::from(count))
         .sum();
     if timed < limit {
-        log.malformed(format!(
-            "the stts table of {label} gives times for {timed} samples but stsz declares {declared}; only {timed} are listed"
-        ));
+        log.malformed(
+            format!(
+                "{} 的 stts 表只给出 {timed} 个样本的时间，而 stsz 声明有 {declared} 个；只列出 {timed} 个",
+                label.zh
+            ),
+            format!(
+                "the stts table of {} gives times for {timed} samples but stsz declares {declared}; only {timed} are listed",
+                label.en
+            ),
+        );
         limit = timed;
     }
     if limit == 0 {
         return built;
     }
     if tables.chunk_runs.is_empty() || tables.chunk_offsets.is_empty() {
-        log.malformed(format!(
-            "the chunk tables (stsc, stco) of {label} are empty, so none of its {declared} samples can be located"
-        ));
+        log.malformed(
+            format!(
+                "{} 的块表（stsc、stco）为空，其 {declared} 个样本都无法定位",
+                label.zh
+            ),
+            format!(
+                "the chunk tables (stsc, stco) of {} are empty, so none of its {declared} samples can be located",
+                label.en
+            ),
+        );
         return built;
     }
 
@@ -1282,21 +1444,42 @@ fn build_samples(
     'runs: for (position, run) in tables.chunk_runs.iter().enumerate() {
         let first = run.first_chunk;
         if first == 0 {
-            log.malformed(format!(
-                "stsc entry {position} of {label} names chunk 0, but chunks are numbered from 1"
-            ));
+            log.malformed(
+                format!(
+                    "{} 的 stsc 第 {position} 项指向块 0，而块从 1 开始编号",
+                    label.zh
+                ),
+                format!(
+                    "stsc entry {position} of {} names chunk 0, but chunks are numbered from 1",
+                    label.en
+                ),
+            );
             break;
         }
         if first < previous_first_chunk {
-            log.malformed(format!(
-                "stsc entry {position} of {label} starts at chunk {first}, before the previous entry's chunk {previous_first_chunk}"
-            ));
+            log.malformed(
+                format!(
+                    "{} 的 stsc 第 {position} 项从块 {first} 开始，早于上一项的块 {previous_first_chunk}",
+                    label.zh
+                ),
+                format!(
+                    "stsc entry {position} of {} starts at chunk {first}, before the previous entry's chunk {previous_first_chunk}",
+                    label.en
+                ),
+            );
             break;
         }
         if u64::from(first) > chunk_count {
-            log.malformed(format!(
-                "stsc entry {position} of {label} starts at chunk {first} but stco lists only {chunk_count} chunks"
-            ));
+            log.malformed(
+                format!(
+                    "{} 的 stsc 第 {position} 项从块 {first} 开始，但 stco 只列出 {chunk_count} 个块",
+                    label.zh
+                ),
+                format!(
+                    "stsc entry {position} of {} starts at chunk {first} but stco lists only {chunk_count} chunks",
+                    label.en
+                ),
+            );
             break;
         }
         previous_first_chunk = first;
@@ -1326,9 +1509,16 @@ fn build_samples(
                 let composition = offsets.next_value().unwrap_or(0);
                 located += 1;
                 let Some(end) = offset.checked_add(u64::from(size)) else {
-                    log.malformed(format!(
-                        "sample {sample_number} of {label} ends beyond the largest possible file offset"
-                    ));
+                    log.malformed(
+                        format!(
+                            "{} 的样本 {sample_number} 的结束位置超出了文件偏移的最大可能值",
+                            label.zh
+                        ),
+                        format!(
+                            "sample {sample_number} of {} ends beyond the largest possible file offset",
+                            label.en
+                        ),
+                    );
                     break 'runs;
                 };
                 if end <= file_size {
@@ -1352,14 +1542,25 @@ fn build_samples(
     }
 
     if zero_sample_chunks {
-        log.malformed(format!(
-            "the stsc table of {label} gives 0 samples per chunk for some chunks"
-        ));
+        log.malformed(
+            format!("{} 的 stsc 表中有些块的每块样本数为 0", label.zh),
+            format!(
+                "the stsc table of {} gives 0 samples per chunk for some chunks",
+                label.en
+            ),
+        );
     }
     if located < limit {
-        log.malformed(format!(
-            "the chunk tables (stsc, stco) of {label} place only {located} of its {declared} samples"
-        ));
+        log.malformed(
+            format!(
+                "{} 的块表（stsc、stco）只定位了其 {declared} 个样本中的 {located} 个",
+                label.zh
+            ),
+            format!(
+                "the chunk tables (stsc, stco) of {} place only {located} of its {declared} samples",
+                label.en
+            ),
+        );
     }
     budget.remaining = budget.remaining.saturating_sub(located as u64);
     built.samples = samples;
@@ -1375,15 +1576,22 @@ struct SyncTable {
 impl SyncTable {
     /// Sorts the 1-based sample numbers and reports those outside the
     /// track's `declared` samples.
-    fn new(numbers: &[u32], declared: u64, label: &str, log: &mut ProblemLog) -> SyncTable {
+    fn new(numbers: &[u32], declared: u64, label: &Text, log: &mut ProblemLog) -> SyncTable {
         let out_of_range = numbers
             .iter()
             .filter(|&&n| n == 0 || u64::from(n) > declared)
             .count();
         if out_of_range > 0 {
-            log.malformed(format!(
-                "the stss table of {label} lists {out_of_range} sample numbers outside the track's {declared} samples"
-            ));
+            log.malformed(
+                format!(
+                    "{} 的 stss 表列出了 {out_of_range} 个超出该轨道 {declared} 个样本范围的样本编号",
+                    label.zh
+                ),
+                format!(
+                    "the stss table of {} lists {out_of_range} sample numbers outside the track's {declared} samples",
+                    label.en
+                ),
+            );
         }
         let mut numbers = numbers.to_vec();
         numbers.sort_unstable();
@@ -1453,9 +1661,15 @@ fn apply_fragments(
         let is_last = number + 1 == fragments.len();
         if fragment.truncated && is_last {
             log.push(IndexProblem::NotFinalized {
-                reason: format!(
-                    "the last movie fragment (moof at offset {}) is cut off by the end of the file: the recording was interrupted, and its samples were ignored",
-                    fragment.offset
+                reason: Text::new(
+                    format!(
+                        "最后一个影片分片（偏移 {} 处的 moof）被文件结尾截断：录制被中断，其中的样本已忽略",
+                        fragment.offset
+                    ),
+                    format!(
+                        "the last movie fragment (moof at offset {}) is cut off by the end of the file: the recording was interrupted, and its samples were ignored",
+                        fragment.offset
+                    ),
                 ),
             });
             continue;
@@ -1472,9 +1686,15 @@ fn apply_fragments(
         if is_last && left_out > 0 {
             let kept: usize = parsed.iter().map(|f| f.samples.len()).sum();
             log.push(IndexProblem::NotFinalized {
-                reason: format!(
-                    "the last movie fragment (moof at offset {}) is incomplete: {left_out} of its samples run past the end of the file at byte {file_size} and were left out, {kept} are wholly present (the recording was interrupted)",
-                    fragment.offset
+                reason: Text::new(
+                    format!(
+                        "最后一个影片分片（偏移 {} 处的 moof）不完整：其中 {left_out} 个样本超出文件结尾（第 {file_size} 字节），已略去，{kept} 个完整保留（录制被中断）",
+                        fragment.offset
+                    ),
+                    format!(
+                        "the last movie fragment (moof at offset {}) is incomplete: {left_out} of its samples run past the end of the file at byte {file_size} and were left out, {kept} are wholly present (the recording was interrupted)",
+                        fragment.offset
+                    ),
                 ),
             });
         }
@@ -1564,7 +1784,10 @@ fn parse_moof(
     budget: &mut SampleBudget,
     log: &mut ProblemLog,
 ) -> Vec<TrackFragment> {
-    let label = format!("moof at offset {}", fragment.offset);
+    let label = Text::new(
+        format!("偏移 {} 处的 moof", fragment.offset),
+        format!("moof at offset {}", fragment.offset),
+    );
     let mut result: Vec<TrackFragment> = Vec::new();
     // Without an explicit base, each traf's data follows the previous one's
     // and the first starts at the moof (ISO/IEC 14496-12 §8.8.7.1).
@@ -1572,18 +1795,28 @@ fn parse_moof(
 
     let children = child_boxes(&fragment.body, fragment.body_offset, &label, log);
     for traf in children.iter().filter(|c| &c.box_type == b"traf") {
-        let traf_children = child_boxes(traf.body, traf.body_offset, "traf", log);
+        let traf_children = child_boxes(traf.body, traf.body_offset, &box_label("traf"), log);
         let Some(header) = find_child(&traf_children, b"tfhd").and_then(parse_tfhd) else {
-            log.malformed(format!(
-                "a traf in the {label} has no readable tfhd; its samples were skipped"
-            ));
+            log.malformed(
+                format!("{} 中有一个 traf 没有可读的 tfhd，其样本已跳过", label.zh),
+                format!(
+                    "a traf in the {} has no readable tfhd; its samples were skipped",
+                    label.en
+                ),
+            );
             continue;
         };
         let Some(&track) = context.positions.get(&header.track_id) else {
-            log.malformed(format!(
-                "a traf in the {label} names track ID {}, which moov does not declare; its samples were skipped",
-                header.track_id
-            ));
+            log.malformed(
+                format!(
+                    "{} 中有一个 traf 指向轨道 ID {}，而 moov 中没有声明该轨道；其样本已跳过",
+                    label.zh, header.track_id
+                ),
+                format!(
+                    "a traf in the {} names track ID {}, which moov does not declare; its samples were skipped",
+                    label.en, header.track_id
+                ),
+            );
             continue;
         };
         let extends = context
@@ -1613,7 +1846,10 @@ fn parse_moof(
         let dts = match find_child(&traf_children, b"tfdt").map(parse_tfdt) {
             Some(Some(base_time)) => i64::try_from(base_time).unwrap_or(i64::MAX),
             Some(None) => {
-                log.malformed(format!("the tfdt of a traf in the {label} is too short"));
+                log.malformed(
+                    format!("{} 中有一个 traf 的 tfdt 过短", label.zh),
+                    format!("the tfdt of a traf in the {} is too short", label.en),
+                );
                 running_dts
             }
             None => running_dts,
@@ -1697,14 +1933,21 @@ fn parse_trun(
     defaults: RunDefaults,
     file_size: u64,
     budget: &mut SampleBudget,
-    label: &str,
+    label: &Text,
     log: &mut ProblemLog,
 ) -> Option<TrackRun> {
     let mut cursor = Cursor::new(body);
     let short = |log: &mut ProblemLog| {
-        log.malformed(format!(
-            "a trun in the {label} is too short for its header; its samples were skipped"
-        ));
+        log.malformed(
+            format!(
+                "{} 中有一个 trun 过短，容不下其头部；其样本已跳过",
+                label.zh
+            ),
+            format!(
+                "a trun in the {} is too short for its header; its samples were skipped",
+                label.en
+            ),
+        );
     };
     let Some(((_, flags), count)) = cursor
         .version_and_flags()
@@ -1723,9 +1966,16 @@ fn parse_trun(
         match u64::try_from(i128::from(position.base) + i128::from(data_offset)) {
             Ok(start) => offset = start,
             Err(_) => {
-                log.malformed(format!(
-                    "a trun in the {label} has a data offset of {data_offset} that points before the start of the file; its samples were skipped"
-                ));
+                log.malformed(
+                    format!(
+                        "{} 中有一个 trun 的数据偏移 {data_offset} 指向文件开头之前；其样本已跳过",
+                        label.zh
+                    ),
+                    format!(
+                        "a trun in the {} has a data offset of {data_offset} that points before the start of the file; its samples were skipped",
+                        label.en
+                    ),
+                );
                 return None;
             }
         }
@@ -1752,16 +2002,30 @@ fn parse_trun(
     if per_sample_fields > 0 {
         let fitting = fitting_entries(&cursor, u64::from(count), per_sample_fields * 4) as u64;
         if fitting < usable {
-            log.malformed(format!(
-                "a trun in the {label} declares {count} samples but contains entries for only {fitting}"
-            ));
+            log.malformed(
+                format!(
+                    "{} 中有一个 trun 声明有 {count} 个样本，但只含 {fitting} 个样本的条目",
+                    label.zh
+                ),
+                format!(
+                    "a trun in the {} declares {count} samples but contains entries for only {fitting}",
+                    label.en
+                ),
+            );
             usable = fitting;
         }
     }
     if usable > budget.remaining {
-        log.malformed(format!(
-            "a trun in the {label} would take the file past the {MAX_SAMPLES_PER_FILE} samples this reader indexes; the rest are not listed"
-        ));
+        log.malformed(
+            format!(
+                "{} 中有一个 trun 会使整个文件超过本读取器最多索引的 {MAX_SAMPLES_PER_FILE} 个样本；其余样本未列出",
+                label.zh
+            ),
+            format!(
+                "a trun in the {} would take the file past the {MAX_SAMPLES_PER_FILE} samples this reader indexes; the rest are not listed",
+                label.en
+            ),
+        );
         usable = budget.remaining;
     }
     budget.remaining -= usable;
@@ -2009,7 +2273,11 @@ mod tests {
                 IndexProblem::NotFinalized { reason } => Some(reason.clone()),
                 _ => None,
             });
-            assert_eq!(reason.as_deref(), Some(NO_MOOV_REASON), "{name}");
+            assert_eq!(
+                reason,
+                Some(Text::new(NO_MOOV_REASON_ZH, NO_MOOV_REASON)),
+                "{name}"
+            );
         }
     }
 
@@ -2140,7 +2408,7 @@ mod tests {
     fn chunk_out_of_range_is_malformed_not_panic() {
         let index = index_of("samples/misc/chunk_out_of_range.mp4");
         let reported = index.problems.iter().any(|p| {
-            matches!(p, IndexProblem::Malformed { reason } if reason.contains("stco lists only"))
+            matches!(p, IndexProblem::Malformed { reason } if reason.en.contains("stco lists only"))
         });
         assert!(reported, "{:?}", index.problems);
     }
@@ -2250,7 +2518,7 @@ mod tests {
         assert!(index.tracks[0].samples.is_empty());
         assert_eq!(index.tracks[0].declared_samples, 30);
         let reported = index.problems.iter().any(|p| {
-            matches!(p, IndexProblem::Malformed { reason } if reason.contains("timescale of 0"))
+            matches!(p, IndexProblem::Malformed { reason } if reason.en.contains("timescale of 0"))
         });
         assert!(reported, "{:?}", index.problems);
     }
@@ -2348,7 +2616,7 @@ mod tests {
             "one 1-byte sample per byte of file"
         );
         let capped = index.problems.iter().any(|p| {
-            matches!(p, IndexProblem::Malformed { reason } if reason.contains("this reader indexes"))
+            matches!(p, IndexProblem::Malformed { reason } if reason.en.contains("this reader indexes"))
         });
         assert!(capped, "{:?}", index.problems);
     }

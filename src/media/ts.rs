@@ -109,10 +109,16 @@ pub(crate) fn read_ts_index(
     let mut log = ProblemLog::default();
 
     if layout.first_packet > 0 {
-        log.malformed(format!(
-            "the file starts with {} bytes that are not part of a transport packet",
-            layout.first_packet
-        ));
+        log.malformed(
+            format!(
+                "文件开头有 {} 字节不属于任何传输流数据包",
+                layout.first_packet
+            ),
+            format!(
+                "the file starts with {} bytes that are not part of a transport packet",
+                layout.first_packet
+            ),
+        );
     }
     scan_packets(file, layout, &mut demux, &mut log).map_err(io_error)?;
     let tracks = demux.finish(file_size, &mut log);
@@ -195,17 +201,27 @@ fn scan_packets(
     }
 
     if sync_losses > 0 {
-        log.malformed(format!(
-            "lost transport packet sync {sync_losses} times and skipped {skipped_bytes} bytes; the first loss is at offset {}",
-            first_loss_offset.unwrap_or(0)
-        ));
+        let first_loss = first_loss_offset.unwrap_or(0);
+        log.malformed(
+            format!(
+                "传输流数据包失去同步 {sync_losses} 次，共跳过 {skipped_bytes} 字节；第一次失步位于偏移 {first_loss}"
+            ),
+            format!(
+                "lost transport packet sync {sync_losses} times and skipped {skipped_bytes} bytes; the first loss is at offset {first_loss}"
+            ),
+        );
     }
     let trailing = filled - at;
     if trailing > 0 {
         let offset = buffer_offset + at as u64;
-        log.malformed(format!(
-            "the file ends inside a transport packet: the last {trailing} bytes from offset {offset} are an incomplete packet, so the file is truncated"
-        ));
+        log.malformed(
+            format!(
+                "文件在一个传输流数据包中间结束：从偏移 {offset} 起的最后 {trailing} 字节是不完整的数据包，文件被截断"
+            ),
+            format!(
+                "the file ends inside a transport packet: the last {trailing} bytes from offset {offset} are an incomplete packet, so the file is truncated"
+            ),
+        );
         let sync_at = at + sync_offset;
         if trailing >= sync_offset + 4 && buffer[sync_at] == SYNC_BYTE {
             demux.partial_packet(&buffer[sync_at..filled]);
@@ -795,31 +811,50 @@ impl Demux {
         }
 
         if self.transport_errors > 0 {
-            log.malformed(format!(
-                "{} transport packets carry the transport_error_indicator (damaged in transmission or storage) and were ignored",
-                self.transport_errors
-            ));
+            log.malformed(
+                format!(
+                    "{} 个传输流数据包带有 transport_error_indicator 标志（在传输或存储中损坏），已忽略",
+                    self.transport_errors
+                ),
+                format!(
+                    "{} transport packets carry the transport_error_indicator (damaged in transmission or storage) and were ignored",
+                    self.transport_errors
+                ),
+            );
         }
         if self.section_errors > 0 {
-            log.malformed(format!(
-                "{} PAT/PMT sections were damaged (bad CRC or length) and were ignored",
-                self.section_errors
-            ));
+            log.malformed(
+                format!(
+                    "{} 个 PAT/PMT 段已损坏（CRC 或长度错误），已忽略",
+                    self.section_errors
+                ),
+                format!(
+                    "{} PAT/PMT sections were damaged (bad CRC or length) and were ignored",
+                    self.section_errors
+                ),
+            );
         }
         if self.sample_budget == 0 {
-            log.malformed(format!(
-                "the file contains more than {MAX_SAMPLES_PER_FILE} PES packets; the rest are not listed"
-            ));
+            log.malformed(
+                format!("文件包含超过 {MAX_SAMPLES_PER_FILE} 个 PES 数据包，其余数据包未列出"),
+                format!("the file contains more than {MAX_SAMPLES_PER_FILE} PES packets; the rest are not listed"),
+            );
         }
 
         let order: Vec<u16> = if self.saw_pmt {
             self.listed_order.clone()
         } else {
-            log.malformed(if self.saw_pat {
-                "the PAT was found but no valid PMT, so stream types are unknown; tracks are guessed from PES stream ids"
+            if self.saw_pat {
+                log.malformed(
+                    "找到了 PAT，但没有有效的 PMT，因此流类型未知；轨道类型按 PES stream_id 推测",
+                    "the PAT was found but no valid PMT, so stream types are unknown; tracks are guessed from PES stream ids",
+                );
             } else {
-                "no valid PAT or PMT was found, so stream types are unknown; tracks are guessed from PES stream ids"
-            });
+                log.malformed(
+                    "没有找到有效的 PAT 或 PMT，因此流类型未知；轨道类型按 PES stream_id 推测",
+                    "no valid PAT or PMT was found, so stream types are unknown; tracks are guessed from PES stream ids",
+                );
+            }
             self.streams.iter().map(|s| s.pid).collect()
         };
         if self.saw_pmt {
@@ -828,10 +863,16 @@ impl Demux {
                 .iter()
                 .filter(|s| s.listed.is_none() && s.declared > 0)
             {
-                log.malformed(format!(
-                    "PID 0x{:04x} carries {} PES packets but no PMT lists it; it is not indexed",
-                    stream.pid, stream.declared
-                ));
+                log.malformed(
+                    format!(
+                        "PID 0x{:04x} 承载了 {} 个 PES 数据包，但没有任何 PMT 列出它；未建立索引",
+                        stream.pid, stream.declared
+                    ),
+                    format!(
+                        "PID 0x{:04x} carries {} PES packets but no PMT lists it; it is not indexed",
+                        stream.pid, stream.declared
+                    ),
+                );
             }
         }
 
@@ -882,16 +923,28 @@ impl Demux {
 
         let continuity_errors = self.continuity_errors[usize::from(stream.pid)];
         if continuity_errors > 0 {
-            log.malformed(format!(
-                "track {index} (PID 0x{:04x}) skipped its continuity counter {continuity_errors} times: transport packets were lost",
-                stream.pid
-            ));
+            log.malformed(
+                format!(
+                    "轨道 {index}（PID 0x{:04x}）的连续性计数器跳号 {continuity_errors} 次：有传输流数据包丢失",
+                    stream.pid
+                ),
+                format!(
+                    "track {index} (PID 0x{:04x}) skipped its continuity counter {continuity_errors} times: transport packets were lost",
+                    stream.pid
+                ),
+            );
         }
         if stream.without_timestamps > 0 {
-            log.malformed(format!(
-                "track {index} (PID 0x{:04x}) has {} PES packets without a PTS; they are not listed as samples",
-                stream.pid, stream.without_timestamps
-            ));
+            log.malformed(
+                format!(
+                    "轨道 {index}（PID 0x{:04x}）有 {} 个 PES 数据包没有 PTS，未作为样本列出",
+                    stream.pid, stream.without_timestamps
+                ),
+                format!(
+                    "track {index} (PID 0x{:04x}) has {} PES packets without a PTS; they are not listed as samples",
+                    stream.pid, stream.without_timestamps
+                ),
+            );
         }
         if stream.truncated_at_end {
             log.push(IndexProblem::Truncated {
@@ -1246,7 +1299,7 @@ mod tests {
 
         let index = read_index(&path).unwrap();
         let malformed = index.problems.iter().any(|p| {
-            matches!(p, IndexProblem::Malformed { reason } if reason.contains("ends inside a transport packet"))
+            matches!(p, IndexProblem::Malformed { reason } if reason.en.contains("ends inside a transport packet"))
         });
         assert!(malformed, "{:?}", index.problems);
         assert!(index
@@ -1274,7 +1327,7 @@ mod tests {
         let errors: u64 = index.tracks.iter().map(|t| t.continuity_errors).sum();
         assert!(errors >= 1, "{:?}", index.problems);
         let resynced = index.problems.iter().any(|p| {
-            matches!(p, IndexProblem::Malformed { reason } if reason.contains("lost transport packet sync"))
+            matches!(p, IndexProblem::Malformed { reason } if reason.en.contains("lost transport packet sync"))
         });
         assert!(resynced, "{:?}", index.problems);
     }
