@@ -9,7 +9,8 @@
 //! verify` finds an event that was changed, removed or moved and names it.
 //!
 //! Other modules call [`record`] (or [`record_once`] for a stage that may
-//! run again after a crash).
+//! run again after a crash). Stored footage is opened only through
+//! [`read_stored`] (or [`log_read`]), which logs the `read` event first.
 //!
 //! NOTE: an event cut off the end of the chain, together with everything
 //! after it, leaves a shorter chain that still verifies; anchoring the
@@ -369,6 +370,102 @@ fn verify_events(events: &[AuditEventRow]) -> VerifyReport {
         head_hash: events.last().map(|e| e.hash.clone()),
         problems,
     }
+}
+
+/// A read of stored footage, described for its `read` event (Article 16).
+#[derive(Clone, Debug)]
+pub struct StoredRead<'a> {
+    pub tier: crate::store::Tier,
+    pub key: &'a str,
+    /// The object's SHA-256 when the caller knows it (a recording, a
+    /// disclosure item): the event's object, so that every use of one
+    /// recording is found under its hash, as ingest and export log it.
+    pub sha256: Option<&'a str>,
+    /// The purpose of the read: `split`, `redact`, `fixity check`, ...
+    pub purpose: &'static str,
+    /// More facts for the event's detail, such as the request number.
+    pub extra: Option<(&'static str, &'a str)>,
+}
+
+impl StoredRead<'_> {
+    /// Returns the event's object: the SHA-256, else `TIER/KEY`.
+    pub fn object(&self) -> String {
+        match self.sha256 {
+            Some(sha256) => sha256.to_string(),
+            None => format!("{}/{}", self.tier.as_str(), self.key),
+        }
+    }
+
+    fn detail(&self) -> serde_json::Value {
+        let mut detail = serde_json::json!({
+            "tier": self.tier.as_str(),
+            "key": self.key,
+            "purpose": self.purpose,
+        });
+        if let Some((name, value)) = self.extra {
+            detail[name] = serde_json::Value::String(value.to_string());
+        }
+        detail
+    }
+}
+
+/// Proof that a read of a stored object was logged. It is the only way
+/// the product opens stored footage, so every reader logs first.
+#[derive(Debug)]
+pub struct LoggedRead {
+    tier: crate::store::Tier,
+    key: String,
+    /// Sequence number of the `read` event.
+    pub seq: i64,
+}
+
+impl LoggedRead {
+    /// Opens the object, from the primary store or a backup copy.
+    pub fn open(
+        &self,
+        store: &dyn crate::store::ObjectStore,
+    ) -> Result<Box<dyn std::io::Read + Send>, crate::store::StoreError> {
+        store.open(self.tier, &self.key)
+    }
+
+    /// Returns the store's own file when the object is one on this machine,
+    /// so that a reader that needs a path (GStreamer, the index reader)
+    /// reads it in place. Returns `None` when the object has to be opened.
+    pub fn local_file(
+        &self,
+        store: &dyn crate::store::ObjectStore,
+    ) -> Result<Option<std::path::PathBuf>, crate::store::StoreError> {
+        let info = store
+            .head(self.tier, &self.key)?
+            .ok_or_else(|| crate::store::StoreError::NotFound {
+                tier: self.tier.as_str(),
+                key: self.key.clone(),
+            })?;
+        let path = std::path::PathBuf::from(info.location);
+        Ok(path.is_file().then_some(path))
+    }
+}
+
+/// Appends the `read` event of the acting person of `services`, before
+/// the object is read.
+pub fn read_stored(services: &Services, read: &StoredRead<'_>) -> Result<LoggedRead, AuditError> {
+    let row = record(services, Action::Read, &read.object(), read.detail())?;
+    Ok(LoggedRead {
+        tier: read.tier,
+        key: read.key.to_string(),
+        seq: row.seq,
+    })
+}
+
+/// Appends the `read` event of `actor` before the object is read, for a
+/// caller that has no services at hand.
+pub fn log_read(catalog: &Catalog, actor: &str, read: &StoredRead<'_>) -> Result<LoggedRead, AuditError> {
+    let row = record_as(catalog, actor, Action::Read, &read.object(), read.detail())?;
+    Ok(LoggedRead {
+        tier: read.tier,
+        key: read.key.to_string(),
+        seq: row.seq,
+    })
 }
 
 #[cfg(test)]

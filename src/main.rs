@@ -220,6 +220,7 @@ fn run(cli: Cli, lang: Lang) -> anyhow::Result<ExitCode> {
                 )),
                 None => None,
             };
+            authorize(&data_dir, "process", evidence::roles::PROCESS, lang)?;
             let services = Services::open(&data_dir, lang)?;
             let runner = evidence::stages::runner();
             let report = runner.process(&services, &paths, case);
@@ -239,6 +240,7 @@ fn run(cli: Cli, lang: Lang) -> anyhow::Result<ExitCode> {
                 Some(path) => Some(CaseRecord::load(&path).map_err(|e| anyhow::anyhow!(e.message(lang)))?),
                 None => None,
             };
+            authorize(&data_dir, "check", evidence::roles::CHECK, lang)?;
             let report = evidence::continuity::cli::check(&data_dir, &paths, case.as_ref(), decode, timeline.as_deref())
                 .map_err(|e| anyhow::anyhow!(e.get(lang).to_string()))?;
             if cli.json {
@@ -250,6 +252,7 @@ fn run(cli: Cli, lang: Lang) -> anyhow::Result<ExitCode> {
             Ok(if report.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(3) })
         }
         Command::Justify { gap_id, reason, basis } => {
+            authorize(&data_dir, "justify", evidence::roles::JUSTIFY, lang)?;
             let services = Services::open(&data_dir, lang)?;
             let justification = evidence::continuity::justify::justify(&services.catalog, &gap_id, reason, &basis, &services.actor)
                 .map_err(|e| anyhow::anyhow!(e.message().get(lang).to_string()))?;
@@ -261,6 +264,7 @@ fn run(cli: Cli, lang: Lang) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Delay { recording, reason } => {
+            authorize(&data_dir, "delay", evidence::roles::DELAY, lang)?;
             let services = Services::open(&data_dir, lang)?;
             let filing = evidence::continuity::cli::file_delay(&services, &recording, &reason)
                 .map_err(|e| anyhow::anyhow!(e.get(lang).to_string()))?;
@@ -272,6 +276,7 @@ fn run(cli: Cli, lang: Lang) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Storage { action: StorageAction::Init } => {
+            authorize(&data_dir, "storage init", evidence::roles::STORAGE_INIT, lang)?;
             let services = Services::open(&data_dir, lang)?;
             let report = evidence::store::s3::init_storage(&services.config.store, &data_dir, services.store.as_ref())
                 .map_err(|e| anyhow::anyhow!("{}: {e}", lang.pick("存储初始化失败", "storage init failed")))?;
@@ -283,6 +288,7 @@ fn run(cli: Cli, lang: Lang) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { tier, since } => {
+            authorize(&data_dir, "verify", evidence::roles::VERIFY, lang)?;
             let services = Services::open(&data_dir, lang)?;
             let since = match since {
                 Some(text) => Some(
@@ -292,7 +298,7 @@ fn run(cli: Cli, lang: Lang) -> anyhow::Result<ExitCode> {
                 None => None,
             };
             let options = evidence::store::verify::VerifyOptions { tier, since };
-            let report = evidence::store::verify::verify(services.store.as_ref(), Some(&services.catalog), &options)
+            let report = evidence::store::verify::verify(services.store.as_ref(), evidence::store::verify::Records { catalog: &services.catalog, actor: &services.actor }, &options)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", lang.pick("核验失败", "verification failed")))?;
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -302,6 +308,7 @@ fn run(cli: Cli, lang: Lang) -> anyhow::Result<ExitCode> {
             Ok(if report.failed > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
         }
         Command::Promote { recording, trigger, note } => {
+            authorize(&data_dir, "promote", evidence::roles::PROMOTE, lang)?;
             let services = Services::open(&data_dir, lang)?;
             let promotion = evidence::store::retention::promote(
                 services.store.as_ref(),
@@ -319,31 +326,39 @@ fn run(cli: Cli, lang: Lang) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Redact(args) => evidence::redact::cli::run(&args, &data_dir, lang, cli.json)
-            .map(ExitCode::from)
-            .map_err(|e| anyhow::anyhow!(e.get(lang).to_string())),
+        Command::Redact(args) => {
+            authorize(&data_dir, "redact", evidence::roles::REDACT, lang)?;
+            evidence::redact::cli::run(&args, &data_dir, lang, cli.json)
+                .map(ExitCode::from)
+                .map_err(|e| anyhow::anyhow!(e.get(lang).to_string()))
+        }
         Command::Disclose { action } => {
-            let services = Services::open(&data_dir, lang)?;
+            // Approval and rejection check the approver role themselves,
+            // together with the rule that nobody decides their own request.
             let needed = match &action {
-                evidence::disclose::cli::DiscloseAction::Request { .. } => Some("disclose request"),
-                evidence::disclose::cli::DiscloseAction::Export { .. } => Some("disclose export"),
+                evidence::disclose::cli::DiscloseAction::Request { .. } => Some(("disclose request", evidence::roles::DISCLOSURE)),
+                evidence::disclose::cli::DiscloseAction::Export { .. } => Some(("disclose export", evidence::roles::DISCLOSURE)),
+                evidence::disclose::cli::DiscloseAction::Show { .. } => Some(("disclose show", evidence::roles::DISCLOSE_READ)),
+                evidence::disclose::cli::DiscloseAction::List => Some(("disclose list", evidence::roles::DISCLOSE_READ)),
                 _ => None,
             };
-            if let Some(command) = needed {
-                evidence::roles::require(&services, command, evidence::roles::DISCLOSURE)
-                    .map_err(|e| anyhow::anyhow!(e.text().get(lang).to_string()))?;
+            if let Some((command, roles)) = needed {
+                authorize(&data_dir, command, roles, lang)?;
             }
+            let services = Services::open(&data_dir, lang)?;
             evidence::disclose::cli::run(&action, &services, cli.json)
                 .map(ExitCode::from)
                 .map_err(|e| anyhow::anyhow!(e.get(lang).to_string()))
         }
-        Command::Split(args) => evidence::split::cli::run(&args, &data_dir, lang, cli.json)
-            .map(ExitCode::from)
-            .map_err(|e| anyhow::anyhow!(e.get(lang).to_string())),
+        Command::Split(args) => {
+            authorize(&data_dir, "split", evidence::roles::SPLIT, lang)?;
+            evidence::split::cli::run(&args, &data_dir, lang, cli.json)
+                .map(ExitCode::from)
+                .map_err(|e| anyhow::anyhow!(e.get(lang).to_string()))
+        }
         Command::Worker { watch, s3_incoming, settle_secs, lease_secs, until_idle } => {
+            authorize(&data_dir, "worker", evidence::roles::WORKER, lang)?;
             let services = Services::open(&data_dir, lang)?;
-            evidence::roles::require(&services, "worker", evidence::roles::WORKER)
-                .map_err(|e| anyhow::anyhow!(e.text().get(lang).to_string()))?;
             let options = evidence::worker::WorkerOptions {
                 watch,
                 s3_incoming,
@@ -359,9 +374,8 @@ fn run(cli: Cli, lang: Lang) -> anyhow::Result<ExitCode> {
             Ok(if summary.jobs_failed > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
         }
         Command::Status => {
+            authorize(&data_dir, "status", evidence::roles::STATUS, lang)?;
             let services = Services::open(&data_dir, lang)?;
-            evidence::roles::require(&services, "status", evidence::roles::STATUS)
-                .map_err(|e| anyhow::anyhow!(e.text().get(lang).to_string()))?;
             let report = evidence::status::status(&services)?;
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -371,9 +385,8 @@ fn run(cli: Cli, lang: Lang) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Reprocess { case_id, record } => {
+            authorize(&data_dir, "reprocess", evidence::roles::REPROCESS, lang)?;
             let services = Services::open(&data_dir, lang)?;
-            evidence::roles::require(&services, "reprocess", evidence::roles::REPROCESS)
-                .map_err(|e| anyhow::anyhow!(e.text().get(lang).to_string()))?;
             if let Some(path) = &record {
                 let case = CaseRecord::load(path).map_err(|e| anyhow::anyhow!(e.message(lang)))?;
                 evidence::worker::reprocess::replace_record(&services, &case_id, &case)
@@ -389,9 +402,8 @@ fn run(cli: Cli, lang: Lang) -> anyhow::Result<ExitCode> {
             Ok(if report.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(3) })
         }
         Command::Report { from, to, out } => {
+            authorize(&data_dir, "report", evidence::roles::REPORT, lang)?;
             let services = Services::open(&data_dir, lang)?;
-            evidence::roles::require(&services, "report", evidence::roles::REPORT)
-                .map_err(|e| anyhow::anyhow!(e.text().get(lang).to_string()))?;
             let fail = |e: evidence::compliance::ComplianceError| anyhow::anyhow!(e.text().get(lang).to_string());
             let period = evidence::compliance::parse_period(&from, &to, &services.config.timezone).map_err(fail)?;
             if let Some(dir) = &out {
@@ -409,9 +421,8 @@ fn run(cli: Cli, lang: Lang) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit { action: AuditAction::Verify } => {
+            authorize(&data_dir, "audit verify", evidence::roles::AUDIT, lang)?;
             let services = Services::open(&data_dir, lang)?;
-            evidence::roles::require(&services, "audit verify", evidence::roles::AUDIT)
-                .map_err(|e| anyhow::anyhow!(e.text().get(lang).to_string()))?;
             let report = evidence::audit::verify(&services.catalog)?;
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -421,6 +432,18 @@ fn run(cli: Cli, lang: Lang) -> anyhow::Result<ExitCode> {
             Ok(if report.intact { ExitCode::SUCCESS } else { ExitCode::from(3) })
         }
     }
+}
+
+/// Refuses the command unless the acting person holds one of `needed`,
+/// before the catalog or the store is opened; says so once when the
+/// single-person default (no `[roles]`) let it run.
+fn authorize(data_dir: &std::path::Path, command: &'static str, needed: &[evidence::disclose::Role], lang: Lang) -> anyhow::Result<()> {
+    let config = evidence::config::Config::load(data_dir)?;
+    let grant = evidence::roles::check(&config, command, needed).map_err(|e| anyhow::anyhow!(e.text().get(lang).to_string()))?;
+    if let Some(notice) = grant.notice() {
+        eprintln!("{}", notice.get(lang));
+    }
+    Ok(())
 }
 
 /// Logs to stderr; `EVIDENCE_LOG` (a tracing filter) overrides `-v`.

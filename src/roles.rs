@@ -2,23 +2,75 @@
 //!
 //! The bureau's people act in four roles (operator, disclosure staff,
 //! approver, auditor), given per person in `[roles]` of `config.toml`
-//! (see `Config::roles`). A command that needs a role asks [`require`]
-//! before it reads or writes anything, and the refusal names the person,
-//! the command and the roles that would allow it.
+//! (see `Config::roles`). Every command that reads or changes stored
+//! footage or records calls [`check`] (or [`require`]) before it reads or
+//! writes anything, and the refusal names the person, the command and the
+//! roles that would allow it.
+//!
+//! An installation without `[roles]` is one person's: the acting person
+//! holds [`SINGLE_PERSON`] (operator and auditor), never disclosure staff
+//! or approver, so that a newcomer can process footage at once while a
+//! disclosure still needs a second, configured person to approve it. As
+//! soon as `[roles]` exists, only what it lists counts.
 
 use thiserror::Error;
 
+use crate::config::Config;
 use crate::disclose::Role;
 use crate::i18n::Text;
 use crate::runner::Services;
 
-/// What each command of this module's callers needs: any one of the roles.
+/// Roles each command needs: any one of them lets it run.
+pub const PROCESS: &[Role] = &[Role::Operator];
+pub const SPLIT: &[Role] = &[Role::Operator];
+pub const REDACT: &[Role] = &[Role::Operator];
+pub const JUSTIFY: &[Role] = &[Role::Operator];
+pub const DELAY: &[Role] = &[Role::Operator];
+pub const PROMOTE: &[Role] = &[Role::Operator];
+pub const STORAGE_INIT: &[Role] = &[Role::Operator];
 pub const WORKER: &[Role] = &[Role::Operator];
 pub const REPROCESS: &[Role] = &[Role::Operator];
+/// Reading findings and fixity is both the station's and the checker's work.
+pub const CHECK: &[Role] = &[Role::Operator, Role::Auditor];
+pub const VERIFY: &[Role] = &[Role::Operator, Role::Auditor];
 pub const STATUS: &[Role] = &[Role::Operator, Role::Auditor];
 pub const AUDIT: &[Role] = &[Role::Auditor];
 pub const REPORT: &[Role] = &[Role::Auditor];
 pub const DISCLOSURE: &[Role] = &[Role::Disclosure];
+/// Showing and listing requests: the people who file, decide or check them.
+pub const DISCLOSE_READ: &[Role] = &[Role::Disclosure, Role::Approver, Role::Auditor];
+
+/// Roles of the acting person in an installation without `[roles]`: the
+/// everyday work and its checks, but no disclosure, whose approval must
+/// come from someone else.
+pub const SINGLE_PERSON: &[Role] = &[Role::Operator, Role::Auditor];
+
+/// The source of the role that let a command run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Grant {
+    /// `[roles]` lists it for the acting person.
+    Configured,
+    /// There is no `[roles]`: the single-person default.
+    SinglePerson { actor: String },
+}
+
+impl Grant {
+    /// Returns the one-line notice a command prints when it ran on the
+    /// single-person default.
+    pub fn notice(&self) -> Option<Text> {
+        let Grant::SinglePerson { actor } = self else {
+            return None;
+        };
+        Some(Text::new(
+            format!(
+                "提示：配置文件中没有 [roles]，按单人安装处理：{actor} 拥有 operator（操作员）和 auditor（审核人）角色，没有 disclosure（信息公开人员）和 approver（审批人）角色；配置 [roles] 后只按其中所列角色核对"
+            ),
+            format!(
+                "note: the config has no [roles], so this is a single-person installation: {actor} holds the operator and auditor roles, never disclosure or approver; once [roles] exists, only what it lists counts"
+            ),
+        ))
+    }
+}
 
 #[derive(Debug, Error)]
 #[error("{actor} may not run `{command}`: it needs the role {} (config [roles])", names(.needed, false))]
@@ -42,33 +94,44 @@ impl RoleError {
     }
 }
 
-/// Whether the configuration gives `actor` the role.
-pub fn has_role(services: &Services, actor: &str, role: Role) -> bool {
-    services
-        .config
+/// Returns whether the configuration gives `actor` the role: `[roles]` when it
+/// exists, else the single-person default.
+pub fn has_role(config: &Config, actor: &str, role: Role) -> bool {
+    if config.roles.is_empty() {
+        return SINGLE_PERSON.contains(&role);
+    }
+    config
         .roles
         .get(actor)
         .is_some_and(|roles| roles.contains(&role))
 }
 
-/// Passes when the acting person holds any of `needed`.
+/// Checks that the config's acting person has any of `needed`. Callers
+/// check before they open the catalog or the store.
+pub fn check(config: &Config, command: &'static str, needed: &[Role]) -> Result<Grant, RoleError> {
+    let actor = config.actor();
+    if needed.iter().any(|role| has_role(config, &actor, *role)) {
+        if config.roles.is_empty() {
+            tracing::info!(%actor, command, "allowed: single-person installation");
+            return Ok(Grant::SinglePerson { actor });
+        }
+        return Ok(Grant::Configured);
+    }
+    tracing::info!(%actor, command, "refused: role missing");
+    Err(RoleError {
+        actor,
+        command,
+        needed: needed.to_vec(),
+    })
+}
+
+/// [`check`] for a caller that has already opened the services.
 pub fn require(
     services: &Services,
     command: &'static str,
     needed: &[Role],
-) -> Result<(), RoleError> {
-    if needed
-        .iter()
-        .any(|role| has_role(services, &services.actor, *role))
-    {
-        return Ok(());
-    }
-    tracing::info!(actor = %services.actor, command, "refused: role missing");
-    Err(RoleError {
-        actor: services.actor.clone(),
-        command,
-        needed: needed.to_vec(),
-    })
+) -> Result<Grant, RoleError> {
+    check(&services.config, command, needed)
 }
 
 fn names(roles: &[Role], chinese: bool) -> String {

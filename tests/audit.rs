@@ -76,15 +76,17 @@ fn every_ingest_is_logged_and_the_chain_verifies() {
     let (output, report) = verify(data.path());
     assert!(output.status.success());
     assert_eq!(report["intact"], true);
-    // One event per ingested chapter (3) and per clip cut for a unit (2).
-    assert_eq!(report["checked"], 5);
+    // One event per ingested chapter (3), per read of a chapter by the
+    // split (3) and per clip cut for a unit (2).
+    assert_eq!(report["checked"], 8);
 
     let again = run(data.path(), &process_args());
     assert!(again.status.success());
     assert_eq!(
         verify(data.path()).1["checked"],
-        5,
-        "an upload seen again is not a new ingest, an unchanged clip not a new clip"
+        11,
+        "an upload seen again is not a new ingest, an unchanged clip not a new clip; \
+         only the split's three reads are new"
     );
 }
 

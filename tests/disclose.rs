@@ -11,6 +11,7 @@ use serde_json::Value;
 
 const CONFIG: &str = r#"
 [roles]
+tester = ["operator"]
 zhang = ["disclosure", "approver"]
 li = ["approver"]
 wang = ["disclosure"]

@@ -199,6 +199,16 @@ fn worker_processes_each_upload_once_and_status_lists_it() {
     );
 }
 
+/// Audit events that are reads of stored footage, and all the others.
+fn audit_reads_and_others(data: &Path) -> (i64, i64) {
+    let connection = rusqlite::Connection::open(data.join("catalog.sqlite")).unwrap();
+    let count = |sql: &str| connection.query_row(sql, [], |row| row.get(0)).unwrap();
+    (
+        count("SELECT COUNT(*) FROM audit_events WHERE action = 'read'"),
+        count("SELECT COUNT(*) FROM audit_events WHERE action <> 'read'"),
+    )
+}
+
 #[test]
 fn kill_at_each_stage_twice_loses_and_doubles_nothing() {
     let reference_data = tempfile::tempdir().unwrap();
@@ -250,9 +260,16 @@ fn kill_at_each_stage_twice_loses_and_doubles_nothing() {
 
         let (_, audit) = run_json(data.path(), &["audit", "verify"]);
         assert_eq!(audit["intact"], true, "{point}");
+        let (reads, others) = audit_reads_and_others(data.path());
         assert_eq!(
-            audit["checked"], 5,
+            others, 5,
             "{point}: one event per ingested recording (3) and per clip made (2)"
+        );
+        // A stage run again after the kill reads its originals again, and
+        // each of those reads is logged.
+        assert!(
+            reads >= 6,
+            "{point}: each original read by its probe and by the split: {reads}"
         );
     }
 }

@@ -266,7 +266,15 @@ fn resolve_item(services: &Services, item: &str) -> Result<(String, Tier, String
     if services.store.head(tier, key)?.is_none() {
         return Err(unknown());
     }
-    let mut reader = services.store.open(tier, key)?;
+    let read = crate::audit::StoredRead {
+        tier,
+        key,
+        sha256: None,
+        purpose: "disclose request",
+        extra: None,
+    };
+    let logged = crate::audit::read_stored(services, &read).map_err(crate::audit::AuditError::into_catalog)?;
+    let mut reader = logged.open(services.store.as_ref())?;
     let sha256 = sha256_reader(&mut reader).map_err(|source| DiscloseError::Io {
         path: PathBuf::from(item),
         source,
@@ -425,9 +433,15 @@ pub fn export(
         // these bytes.
         let original = work.join(format!("original-{}.mp4", item.position));
         {
-            let detail = serde_json::json!({ "tier": tier.as_str(), "key": item.key, "request": request_id });
-            crate::audit::record(services, crate::audit::Action::Read, &item.sha256, detail).map_err(crate::audit::AuditError::into_catalog)?;
-            let mut reader = services.store.open(tier, &item.key)?;
+            let read = crate::audit::StoredRead {
+                tier,
+                key: &item.key,
+                sha256: Some(&item.sha256),
+                purpose: "disclose export",
+                extra: Some(("request", request_id)),
+            };
+            let logged = crate::audit::read_stored(services, &read).map_err(crate::audit::AuditError::into_catalog)?;
+            let mut reader = logged.open(services.store.as_ref())?;
             let mut file = std::fs::File::create(&original).map_err(io(&original))?;
             std::io::copy(&mut reader, &mut file).map_err(io(&original))?;
             file.sync_all().map_err(io(&original))?;

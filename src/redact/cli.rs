@@ -13,6 +13,9 @@ use super::{
 /// outside the masks are no longer readable, which defeats a public copy.
 const MAX_QUALITY: u32 = 35;
 
+/// Purpose of the audit `read` event when the input is a stored object.
+const READ_PURPOSE: &str = "redact";
+
 #[derive(Debug, clap::Args)]
 pub struct RedactArgs {
     /// The recording to redact (it is only read)
@@ -79,6 +82,51 @@ pub fn encoder_settings(preset: &str, quality: u32) -> Result<EncoderSettings, T
     })
 }
 
+/// Appends the audit `read` event before the input is read, when it is an
+/// object of the local store (a path under `DATA_DIR/store/TIER/`). A copy
+/// kept elsewhere is not stored footage, so the catalog stays closed.
+///
+/// NOTE: a recording kept only in an S3 store cannot be named here; it is
+/// redacted through `disclose export`, which logs its read itself.
+fn log_stored_read(data_dir: &Path, config: &Config, input: &Path, lang: Lang) -> Result<(), Text> {
+    if config.store.backend != crate::config::Backend::Local {
+        return Ok(());
+    }
+    let (Ok(root), Ok(input)) = (data_dir.join("store").canonicalize(), input.canonicalize()) else {
+        return Ok(());
+    };
+    let Ok(inside) = input.strip_prefix(&root) else {
+        return Ok(());
+    };
+    let mut parts = inside.components();
+    let Some(tier) = parts
+        .next()
+        .and_then(|c| crate::store::Tier::parse(&c.as_os_str().to_string_lossy()))
+    else {
+        return Ok(());
+    };
+    let key = parts.as_path().to_string_lossy().to_string();
+
+    let services = crate::runner::Services::open(data_dir, lang)
+        .map_err(|e| Text::new(format!("无法打开数据目录：{e:#}"), format!("cannot open the data directory: {e:#}")))?;
+    let sha256 = services
+        .catalog
+        .recordings()
+        .map_err(|e| Text::new(format!("无法读取目录数据库：{e}"), format!("cannot read the catalog: {e}")))?
+        .into_iter()
+        .find(|row| row.tier == tier.as_str() && row.key == key)
+        .map(|row| row.sha256);
+    let read = crate::audit::StoredRead {
+        tier,
+        key: &key,
+        sha256: sha256.as_deref(),
+        purpose: READ_PURPOSE,
+        extra: None,
+    };
+    crate::audit::read_stored(&services, &read).map_err(|e| e.text())?;
+    Ok(())
+}
+
 /// Runs the command; returns the exit code or the message to print.
 pub fn run(args: &RedactArgs, data_dir: &Path, lang: Lang, json: bool) -> Result<u8, Text> {
     let encoder = encoder_settings(&args.preset, args.quality)?;
@@ -95,6 +143,7 @@ pub fn run(args: &RedactArgs, data_dir: &Path, lang: Lang, json: bool) -> Result
         encoder,
         force_full: args.full,
     };
+    log_stored_read(data_dir, &config, &args.input, lang)?;
     let log = redact(&request).map_err(|e| e.message())?;
     if json {
         println!(

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -26,6 +26,9 @@ pub const UNKNOWN_DEVICE: &str = "unknown-device";
 /// Folder under the data directory for originals copied out of a store
 /// that has no local path.
 const WORK_DIR: &str = "split-work";
+
+/// Purpose of the audit `read` event of each original a split opens.
+const READ_PURPOSE: &str = "split";
 
 pub struct Loaded {
     pub recordings: Vec<Recording>,
@@ -150,7 +153,8 @@ fn open_recording(
 }
 
 /// Returns a local file holding the original: the store's own file when it
-/// has one, else a copy read through the store into the work folder.
+/// has one, else a copy read through the store into the work folder. The
+/// read is logged in the audit chain first, whichever of the two it is.
 fn local_path(services: &Services, tier: Tier, key: &str, sha256: &str) -> Result<PathBuf, Text> {
     let not_found = |e: &dyn std::fmt::Display| {
         Text::new(
@@ -158,11 +162,16 @@ fn local_path(services: &Services, tier: Tier, key: &str, sha256: &str) -> Resul
             format!("the original is not in the store: {e}"),
         )
     };
-    let info = services.store.head(tier, key).map_err(|e| not_found(&e))?;
-    let info = info.ok_or_else(|| not_found(&key))?;
-    let location = Path::new(&info.location);
-    if location.is_file() {
-        return Ok(location.to_path_buf());
+    let read = crate::audit::StoredRead {
+        tier,
+        key,
+        sha256: Some(sha256),
+        purpose: READ_PURPOSE,
+        extra: None,
+    };
+    let logged = crate::audit::read_stored(services, &read).map_err(|e| e.text())?;
+    if let Some(path) = logged.local_file(services.store.as_ref()).map_err(|e| not_found(&e))? {
+        return Ok(path);
     }
 
     // NOTE: a store without local files is copied out whole before cutting,
@@ -179,9 +188,8 @@ fn local_path(services: &Services, tier: Tier, key: &str, sha256: &str) -> Resul
         )
     };
     std::fs::create_dir_all(&dir).map_err(|e| copy_failed(&e))?;
-    let mut reader = services
-        .store
-        .open(tier, key)
+    let mut reader = logged
+        .open(services.store.as_ref())
         .map_err(|e| copy_failed(&e))?;
     let partial = dir.join(format!("{sha256}.part"));
     let mut file = std::fs::File::create(&partial).map_err(|e| copy_failed(&e))?;

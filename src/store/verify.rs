@@ -6,7 +6,10 @@
 //! of the evidence tier is checked the same way. Recordings the catalog
 //! places in a tier but the store no longer has are named as missing. Each
 //! result is recorded in the catalog, so that a period's checks can be
-//! reported later.
+//! reported later. Each object re-hashed is a read of stored footage, so
+//! it gets its own audit `read` event before it is opened: a fixity run
+//! then shows, object by object, what was read and by whom, the same way
+//! every other read is found.
 
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -164,12 +167,32 @@ struct Item<'a> {
     is_absent: bool,
 }
 
-/// Checks the stored objects and records each result in the catalog.
+/// Purpose of the audit `read` event of each object re-hashed.
+const READ_PURPOSE: &str = "fixity check";
+
+/// The catalog that takes a run's results and `read` events, and the
+/// person who runs it.
+#[derive(Clone, Copy)]
+pub struct Records<'a> {
+    pub catalog: &'a Catalog,
+    pub actor: &'a str,
+}
+
+/// An object whose manifest was read and which is to be re-hashed.
+struct ToHash<'i, 'a> {
+    item: &'i Item<'a>,
+    result: ObjectCheck,
+    manifest: super::Manifest,
+}
+
+/// Checks the stored objects and records each result, and each read, in
+/// the catalog.
 pub fn verify(
     store: &dyn ObjectStore,
-    catalog: Option<&Catalog>,
+    records: Records<'_>,
     options: &VerifyOptions,
 ) -> Result<FixityReport, StoreError> {
+    let catalog = records.catalog;
     let checked_at = Utc::now();
     let tiers: Vec<Tier> = match options.tier {
         Some(tier) => vec![tier],
@@ -179,18 +202,14 @@ pub fn verify(
     let mut items = Vec::new();
     for &tier in &tiers {
         let listed: BTreeSet<String> = store.list(tier, "")?.into_iter().collect();
-        let mut expected: BTreeSet<String> = BTreeSet::new();
-        if let Some(catalog) = catalog {
-            let recordings = catalog
-                .recordings()
-                .map_err(|e| StoreError::Setting { message: e.to_string() })?;
-            expected.extend(
-                recordings
-                    .into_iter()
-                    .filter(|r| r.tier == tier.as_str())
-                    .map(|r| r.key),
-            );
-        }
+        let recordings = catalog
+            .recordings()
+            .map_err(|e| StoreError::Setting { message: e.to_string() })?;
+        let expected: BTreeSet<String> = recordings
+            .into_iter()
+            .filter(|r| r.tier == tier.as_str())
+            .map(|r| r.key)
+            .collect();
         for key in listed.union(&expected) {
             items.push(Item {
                 store,
@@ -214,26 +233,36 @@ pub fn verify(
         }
     }
 
-    let mut objects: Vec<ObjectCheck> = items.par_iter().filter_map(|item| check(item, options.since)).collect();
+    let prepared: Vec<Result<ToHash, ObjectCheck>> = items.par_iter().filter_map(|item| prepare(item, options.since)).collect();
+    let mut objects = Vec::new();
+    let mut to_hash = Vec::new();
+    for step in prepared {
+        match step {
+            Ok(next) => {
+                let read = log_read(records, &next)?;
+                to_hash.push((next, read));
+            }
+            Err(done) => objects.push(done),
+        }
+    }
+    objects.par_extend(to_hash.into_par_iter().map(|(next, read)| check_content(next, &read)));
     objects.sort_by(|a, b| (a.tier as u8, &a.key, a.copy as u8).cmp(&(b.tier as u8, &b.key, b.copy as u8)));
 
-    if let Some(catalog) = catalog {
-        for object in &objects {
-            let status = serde_json::to_value(object.status)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            if let Err(error) = catalog.record_fixity(
-                object.tier.as_str(),
-                object.copy.as_str(),
-                &object.key,
-                &checked_at.to_rfc3339(),
-                &status,
-                object.expected_sha256.as_deref(),
-                object.actual_sha256.as_deref(),
-            ) {
-                tracing::warn!(key = %object.key, %error, "fixity result not recorded in the catalog");
-            }
+    for object in &objects {
+        let status = serde_json::to_value(object.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        if let Err(error) = catalog.record_fixity(
+            object.tier.as_str(),
+            object.copy.as_str(),
+            &object.key,
+            &checked_at.to_rfc3339(),
+            &status,
+            object.expected_sha256.as_deref(),
+            object.actual_sha256.as_deref(),
+        ) {
+            tracing::warn!(key = %object.key, %error, "fixity result not recorded in the catalog");
         }
     }
     for failure in objects.iter().filter(|o| o.status != Status::Ok) {
@@ -252,8 +281,22 @@ pub fn verify(
     })
 }
 
-/// Checks one object; `None` when it was stored before `since`.
-fn check(item: &Item<'_>, since: Option<DateTime<Utc>>) -> Option<ObjectCheck> {
+/// Appends the `read` event of one object about to be re-hashed; the run
+/// stops when it cannot be logged, as no read may go unlogged.
+fn log_read(records: Records<'_>, next: &ToHash<'_, '_>) -> Result<crate::audit::LoggedRead, StoreError> {
+    let read = crate::audit::StoredRead {
+        tier: next.item.tier,
+        key: &next.item.key,
+        sha256: Some(&next.manifest.sha256),
+        purpose: READ_PURPOSE,
+        extra: Some(("copy", next.item.copy.as_str())),
+    };
+    crate::audit::log_read(records.catalog, records.actor, &read).map_err(|e| StoreError::Setting { message: e.to_string() })
+}
+
+/// Reads one object's manifest: `Err` with the outcome when the object
+/// cannot be re-hashed, `None` when it was stored before `since`.
+fn prepare<'i, 'a>(item: &'i Item<'a>, since: Option<DateTime<Utc>>) -> Option<Result<ToHash<'i, 'a>, ObjectCheck>> {
     let mut result = ObjectCheck {
         tier: item.tier,
         copy: item.copy,
@@ -269,7 +312,7 @@ fn check(item: &Item<'_>, since: Option<DateTime<Utc>>) -> Option<ObjectCheck> {
     let fail = |mut result: ObjectCheck, status, message: Text| {
         result.status = status;
         result.message = Some(message);
-        Some(result)
+        Some(Err(result))
     };
 
     // A backup copy is checked against the manifest stored beside it,
@@ -319,7 +362,27 @@ fn check(item: &Item<'_>, since: Option<DateTime<Utc>>) -> Option<ObjectCheck> {
         );
     }
 
-    let hashed = item.store.open(item.tier, &item.key).and_then(|reader| {
+    Some(Ok(ToHash {
+        item,
+        result,
+        manifest,
+    }))
+}
+
+/// Re-hashes one object through its logged read and compares it with its
+/// manifest.
+fn check_content(next: ToHash<'_, '_>, read: &crate::audit::LoggedRead) -> ObjectCheck {
+    let ToHash {
+        item,
+        mut result,
+        manifest,
+    } = next;
+    let fail = |mut result: ObjectCheck, status, message: Text| {
+        result.status = status;
+        result.message = Some(message);
+        result
+    };
+    let hashed = read.open(item.store).and_then(|reader| {
         hash(reader).map_err(|source| StoreError::Io {
             path: item.key.clone().into(),
             source,
@@ -376,7 +439,7 @@ fn check(item: &Item<'_>, since: Option<DateTime<Utc>>) -> Option<ObjectCheck> {
             ),
         );
     }
-    Some(result)
+    result
 }
 
 fn hash(mut reader: Box<dyn Read + Send>) -> std::io::Result<(String, String, u64)> {
@@ -401,6 +464,15 @@ mod tests {
     use super::*;
     use crate::store::{LocalStore, Manifest, Source, ToolVersions};
     use std::os::unix::fs::PermissionsExt;
+
+    /// Opens a catalog beside the store.
+    fn catalog_in(dir: &std::path::Path) -> Catalog {
+        Catalog::open(&dir.join("catalog.sqlite")).unwrap()
+    }
+
+    fn records(catalog: &Catalog) -> Records<'_> {
+        Records { catalog, actor: "checker" }
+    }
 
     fn stored(store: &LocalStore, tier: Tier, key: &str, bytes: &[u8]) {
         store.put_small(tier, key, bytes).unwrap();
@@ -431,14 +503,15 @@ mod tests {
     #[test]
     fn changed_object_is_named_and_intact_ones_pass() {
         let dir = tempfile::tempdir().unwrap();
-        let store = LocalStore::open(dir.path()).unwrap();
+        let store = LocalStore::open(&dir.path().join("store")).unwrap();
+        let catalog = catalog_in(dir.path());
         stored(&store, Tier::Routine, "a.mp4", b"first recording");
         stored(&store, Tier::Routine, "b.mp4", b"second recording");
         let path = store.path_of(Tier::Routine, "b.mp4");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         std::fs::write(&path, b"second recordinG").unwrap();
 
-        let report = verify(&store, None, &VerifyOptions::default()).unwrap();
+        let report = verify(&store, records(&catalog), &VerifyOptions::default()).unwrap();
         assert_eq!((report.checked, report.passed, report.failed), (2, 1, 1));
         let failure = report.failures().next().unwrap();
         assert_eq!(failure.key, "b.mp4");
@@ -452,19 +525,44 @@ mod tests {
     #[test]
     fn since_skips_older_objects_and_tier_limits_the_check() {
         let dir = tempfile::tempdir().unwrap();
-        let store = LocalStore::open(dir.path()).unwrap();
+        let store = LocalStore::open(&dir.path().join("store")).unwrap();
+        let catalog = catalog_in(dir.path());
         stored(&store, Tier::Routine, "a.mp4", b"a");
         stored(&store, Tier::Evidence, "e.mp4", b"e");
         let only_evidence = VerifyOptions {
             tier: Some(Tier::Evidence),
             since: None,
         };
-        assert_eq!(verify(&store, None, &only_evidence).unwrap().checked, 1);
+        assert_eq!(verify(&store, records(&catalog), &only_evidence).unwrap().checked, 1);
         let later = VerifyOptions {
             tier: None,
             since: Some(Utc::now() + chrono::Duration::hours(1)),
         };
-        assert_eq!(verify(&store, None, &later).unwrap().checked, 0);
+        assert_eq!(verify(&store, records(&catalog), &later).unwrap().checked, 0);
+    }
+
+    #[test]
+    fn rehashed_objects_are_logged_as_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(&dir.path().join("store")).unwrap();
+        let catalog = catalog_in(dir.path());
+        stored(&store, Tier::Routine, "a.mp4", b"a");
+        stored(&store, Tier::Evidence, "e.mp4", b"e");
+        store.put_small(Tier::Public, "x.mp4", b"x").unwrap();
+
+        verify(&store, records(&catalog), &VerifyOptions::default()).unwrap();
+        let reads: Vec<_> = catalog
+            .audit_events()
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.action == "read")
+            .collect();
+        let mut objects: Vec<&str> = reads.iter().map(|e| e.object.as_str()).collect();
+        objects.sort_unstable();
+        let mut expected = vec![hex::encode(Sha256::digest(b"a")), hex::encode(Sha256::digest(b"e"))];
+        expected.sort_unstable();
+        assert_eq!(objects, expected, "the object without a manifest is not re-hashed, so not read");
+        assert!(reads.iter().all(|e| e.actor == "checker" && e.detail_json.contains("fixity check")));
     }
 
     #[test]
@@ -477,9 +575,10 @@ mod tests {
     #[test]
     fn object_without_manifest_fails() {
         let dir = tempfile::tempdir().unwrap();
-        let store = LocalStore::open(dir.path()).unwrap();
+        let store = LocalStore::open(&dir.path().join("store")).unwrap();
+        let catalog = catalog_in(dir.path());
         store.put_small(Tier::Public, "x.mp4", b"x").unwrap();
-        let report = verify(&store, None, &VerifyOptions::default()).unwrap();
+        let report = verify(&store, records(&catalog), &VerifyOptions::default()).unwrap();
         assert_eq!(report.objects[0].status, Status::NoManifest);
     }
 }

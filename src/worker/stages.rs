@@ -35,6 +35,10 @@ use crate::{naming, probe};
 /// leaves room for chapters that a station cut longer.
 const CASE_LOOKBACK_HOURS: i64 = 24;
 
+/// Purpose of the audit `read` event when a stored original is probed
+/// again (by a worker job, reprocessing or a compliance report).
+const READ_PURPOSE: &str = "probe";
+
 /// The kinds of job, in pipeline order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -453,10 +457,30 @@ pub fn load_job(
         .filter(|p| p.is_file());
     let same_upload = Some(upload_path.clone())
         .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.len() == row.bytes));
-    let (read_from, temporary) = match local_original.or(same_upload) {
-        Some(path) => (path, None),
-        None => {
-            let copy = fetch(services, tier, row).map_err(|e| StageError {
+    let logged_read = || {
+        let read = crate::audit::StoredRead {
+            tier,
+            key: &row.key,
+            sha256: Some(&row.sha256),
+            purpose: READ_PURPOSE,
+            extra: None,
+        };
+        crate::audit::read_stored(services, &read).map_err(|e| StageError {
+            is_retryable: e.is_retryable(),
+            message: e.text(),
+        })
+    };
+    // The upload itself, still there with its size, is not stored footage:
+    // only reading the store's copy is logged.
+    let (read_from, temporary) = match (local_original, same_upload) {
+        (Some(path), _) => {
+            logged_read()?;
+            (path, None)
+        }
+        (None, Some(path)) => (path, None),
+        (None, None) => {
+            let logged = logged_read()?;
+            let copy = fetch(services, &logged).map_err(|e| StageError {
                 is_retryable: true,
                 message: Text::new(
                     format!("无法从存储取回录像 {}：{e}", row.sha256),
@@ -497,17 +521,15 @@ pub fn load_job(
 /// objects are not local files.
 fn fetch(
     services: &Services,
-    tier: Tier,
-    row: &RecordingRow,
+    logged: &crate::audit::LoggedRead,
 ) -> std::io::Result<tempfile::NamedTempFile> {
     let spool = services.data_dir.join("spool");
     std::fs::create_dir_all(&spool)?;
     let mut copy = tempfile::Builder::new()
         .prefix("worker-")
         .tempfile_in(&spool)?;
-    let mut reader = services
-        .store
-        .open(tier, &row.key)
+    let mut reader = logged
+        .open(services.store.as_ref())
         .map_err(std::io::Error::other)?;
     std::io::copy(&mut reader, copy.as_file_mut())?;
     Ok(copy)
