@@ -12,9 +12,13 @@
 //! run again after a crash). Stored footage is opened only through
 //! [`read_stored`] (or [`log_read`]), which logs the `read` event first.
 //!
-//! NOTE: an event cut off the end of the chain, together with everything
-//! after it, leaves a shorter chain that still verifies; anchoring the
-//! head hash outside the catalog (a report, the store) would catch that.
+//! Events cut off the end of the chain have no successor to name them.
+//! So each event recorded through [`record`], and the last event when a
+//! command ends, is also anchored in the object store ([`anchor`]).
+//! `audit verify` names a tail that the newest anchor vouches for but the
+//! catalog lacks. It also checks that
+//! every object an ingest, derive or export event names is still stored
+//! as recorded ([`objects`]).
 
 use std::fmt::Write as _;
 
@@ -26,6 +30,13 @@ use thiserror::Error;
 use crate::catalog::{AuditEventRow, Catalog, CatalogError};
 use crate::i18n::{Lang, Text};
 use crate::runner::Services;
+use crate::store::StoreError;
+
+pub mod anchor;
+pub mod objects;
+
+use anchor::AnchorKey;
+use objects::{ObjectProblem, ObjectsError};
 
 /// The predecessor of the first event: 64 zeros, the size of a SHA-256.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -115,14 +126,50 @@ impl AuditError {
     }
 }
 
-/// Appends an event by the acting person of `services`.
+/// Appends an event by the acting person of `services` and anchors it in
+/// the object store.
 pub fn record(
     services: &Services,
     action: Action,
     object: &str,
     detail: serde_json::Value,
 ) -> Result<AuditEventRow, AuditError> {
-    record_as(&services.catalog, &services.actor, action, object, detail)
+    let row = record_as(&services.catalog, &services.actor, action, object, detail)?;
+    anchor_event(services, &row);
+    Ok(row)
+}
+
+/// Anchors the newest event of the chain. [`record`] anchors its own
+/// events; this covers the ones appended through [`record_as`] (reads,
+/// justifications, promotions), which has no store at hand. It runs when
+/// [`Services`] is dropped at the end of a command. A failed anchor write
+/// is only logged, so the error returned is a failed read of the chain.
+pub fn anchor_latest(services: &Services) -> Result<(), AuditError> {
+    let last = services
+        .catalog
+        .last_audit_event()
+        .map_err(|source| AuditError::Catalog {
+            action: "anchor",
+            object: anchor::ANCHOR_PREFIX.to_string(),
+            source,
+        })?;
+    if let Some(last) = last {
+        anchor_event(services, &last);
+    }
+    Ok(())
+}
+
+/// Writes the anchor of an event that is already in the chain. A failed
+/// write loses no event, and the next anchor vouches for this one too,
+/// so it is logged and the command goes on.
+fn anchor_event(services: &Services, event: &AuditEventRow) {
+    if let Err(error) = anchor::write_anchor(services.store.as_ref(), event) {
+        tracing::warn!(
+            seq = event.seq,
+            %error,
+            "audit head anchor not written; a later event's anchor covers this event"
+        );
+    }
 }
 
 /// Appends an event unless one of the same action on the same object is
@@ -222,14 +269,76 @@ pub struct Problem {
     pub message: Text,
 }
 
+/// Events that the newest anchor vouches for but the chain lacks.
+#[derive(Clone, Debug, Serialize)]
+pub struct MissingTail {
+    /// First missing sequence number: one past the chain's last event.
+    pub from_seq: i64,
+    /// Last missing sequence number: the newest anchor's event.
+    pub to_seq: i64,
+    /// Key of the newest anchor, in the evidence tier.
+    pub anchor_key: String,
+    pub anchor_hash: String,
+    /// The anchored event as the anchor describes it, where it can be read.
+    pub anchor_action: Option<String>,
+    pub anchor_object: Option<String>,
+    pub anchor_at: Option<String>,
+    pub message: Text,
+}
+
 /// The outcome of `evidence audit verify`.
 #[derive(Clone, Debug, Serialize)]
 pub struct VerifyReport {
     pub checked: usize,
     pub intact: bool,
-    /// Hash of the last event: write it down to detect a cut-off tail later.
+    /// Hash of the last event in the catalog.
     pub head_hash: Option<String>,
     pub problems: Vec<Problem>,
+    /// Anchors found in the object store.
+    pub anchors: usize,
+    /// The newest anchor: the last event the chain must reach.
+    pub anchor: Option<AnchorKey>,
+    pub missing_tail: Option<MissingTail>,
+    /// Objects named by events and looked up; `null` with `--no-objects`.
+    pub objects_checked: Option<usize>,
+    pub objects_missing: Vec<ObjectProblem>,
+    pub objects_changed: Vec<ObjectProblem>,
+}
+
+/// Checks of `audit verify` beyond the chain.
+#[derive(Clone, Copy, Debug)]
+pub struct VerifyOptions {
+    /// Look up the objects that ingest, derive and export events name.
+    pub objects: bool,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> VerifyOptions {
+        VerifyOptions { objects: true }
+    }
+}
+
+/// Failure of `audit verify` to finish.
+#[derive(Debug, Error)]
+pub enum VerifyError {
+    #[error("the audit chain cannot be read: {0}")]
+    Catalog(#[from] CatalogError),
+    #[error("the audit anchors cannot be listed from the store: {0}")]
+    Anchors(#[source] StoreError),
+    #[error(transparent)]
+    Objects(#[from] ObjectsError),
+}
+
+impl VerifyError {
+    pub fn text(&self) -> Text {
+        match self {
+            VerifyError::Catalog(e) => Text::new(format!("无法读取审计链：{e}"), self.to_string()),
+            VerifyError::Anchors(e) => {
+                Text::new(format!("无法从存储中列出审计锚点：{e}"), self.to_string())
+            }
+            VerifyError::Objects(e) => e.text(),
+        }
+    }
 }
 
 impl VerifyReport {
@@ -257,6 +366,32 @@ impl VerifyReport {
         if let Some(head) = &self.head_hash {
             let _ = writeln!(out, "  {} {head}", lang.pick("最新事件哈希", "head hash"));
         }
+        match &self.anchor {
+            Some(anchor) => {
+                let _ = writeln!(
+                    out,
+                    "  {} #{} {} ({} {})",
+                    lang.pick("最新锚点", "newest anchor"),
+                    anchor.seq,
+                    anchor.hash,
+                    self.anchors,
+                    lang.pick("个锚点", "anchors")
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "  {}",
+                    lang.pick(
+                        "存储中没有审计锚点：无法发现链尾被截断",
+                        "no audit anchors in the store: a cut-off tail cannot be seen"
+                    )
+                );
+            }
+        }
+        if let Some(tail) = &self.missing_tail {
+            let _ = writeln!(out, "  {}", tail.message.get(lang));
+        }
         for problem in &self.problems {
             let _ = writeln!(
                 out,
@@ -267,14 +402,194 @@ impl VerifyReport {
                 problem.message.get(lang)
             );
         }
+        match self.objects_checked {
+            Some(checked) => {
+                let _ = writeln!(
+                    out,
+                    "  {} {checked}，{} {}，{} {}",
+                    lang.pick("已查对存储对象", "stored objects looked up:"),
+                    lang.pick("缺失", "missing"),
+                    self.objects_missing.len(),
+                    lang.pick("不符", "changed"),
+                    self.objects_changed.len()
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "  {}",
+                    lang.pick(
+                        "未查对存储对象（--no-objects）",
+                        "stored objects not looked up (--no-objects)"
+                    )
+                );
+            }
+        }
+        for object in self.objects_missing.iter().chain(&self.objects_changed) {
+            let _ = writeln!(out, "  {}", object.message.get(lang));
+        }
         out
     }
 }
 
-/// Walks the chain and names every event that was changed, removed or moved.
-pub fn verify(catalog: &Catalog) -> Result<VerifyReport, CatalogError> {
-    let events = catalog.audit_events()?;
-    Ok(verify_events(&events))
+/// Walks the chain and names every event that was changed, removed or
+/// moved, compares it with the anchors in the object store, and looks up
+/// the objects its events name.
+pub fn verify(services: &Services, options: VerifyOptions) -> Result<VerifyReport, VerifyError> {
+    let events = services.catalog.audit_events()?;
+    let mut report = verify_events(&events);
+
+    let anchors = anchor::list_anchors(services.store.as_ref()).map_err(VerifyError::Anchors)?;
+    let (anchor_problems, missing_tail) = compare_anchors(&events, &anchors);
+    for problem in anchor_problems {
+        if !report.problems.iter().any(|p| p.seq == problem.seq) {
+            report.problems.push(problem);
+        }
+    }
+    report.missing_tail = missing_tail.map(|mut tail| {
+        describe_tail(services.store.as_ref(), &mut tail);
+        tail
+    });
+    report.anchors = anchors.len();
+    report.anchor = anchors.last().cloned();
+
+    if options.objects {
+        let objects = objects::check_objects(services.store.as_ref(), &services.catalog, &events)?;
+        report.objects_checked = Some(objects.checked);
+        report.objects_missing = objects.missing;
+        report.objects_changed = objects.changed;
+    }
+    report.intact = report.problems.is_empty()
+        && report.missing_tail.is_none()
+        && report.objects_missing.is_empty()
+        && report.objects_changed.is_empty();
+    Ok(report)
+}
+
+/// Compares the chain with the anchors: returns the events whose hash is
+/// not the one anchored for their sequence number (the chain was rewritten
+/// from there), and the tail the newest anchor vouches for but the chain
+/// lacks. Events removed from inside the chain or moved are left to
+/// [`verify_events`], which names them by their neighbours.
+fn compare_anchors(
+    events: &[AuditEventRow],
+    anchors: &[AnchorKey],
+) -> (Vec<Problem>, Option<MissingTail>) {
+    let by_seq: std::collections::HashMap<i64, &AuditEventRow> =
+        events.iter().map(|e| (e.seq, e)).collect();
+    let mut anchored_at: std::collections::HashMap<&str, Vec<i64>> =
+        std::collections::HashMap::new();
+    for anchor in anchors {
+        anchored_at
+            .entry(anchor.hash.as_str())
+            .or_default()
+            .push(anchor.seq);
+    }
+    let mut problems = Vec::new();
+    for anchor in anchors {
+        let Some(event) = by_seq.get(&anchor.seq) else {
+            continue;
+        };
+        // An event anchored under another number was moved, which the
+        // chain walk names as reordered.
+        let is_moved = anchored_at
+            .get(event.hash.as_str())
+            .is_some_and(|seqs| seqs.iter().any(|&seq| seq != event.seq));
+        if event.hash == anchor.hash || is_moved {
+            continue;
+        }
+        problems.push(Problem {
+            seq: event.seq,
+            kind: ProblemKind::Changed,
+            action: event.action.clone(),
+            object: event.object.clone(),
+            at: event.at.clone(),
+            message: Text::new(
+                format!(
+                    "事件 #{} 的哈希不是存储中锚点 {} 记录的哈希 {}：审计链从此处起被改写过",
+                    event.seq, anchor.key, anchor.hash
+                ),
+                format!(
+                    "event #{} does not have the hash {} that anchor {} recorded: the chain was rewritten from here on",
+                    event.seq, anchor.hash, anchor.key
+                ),
+            ),
+        });
+        // Every later event differs too once the chain was rewritten, so
+        // the first one is what the auditor needs.
+        break;
+    }
+
+    let last_seq = events.last().map(|e| e.seq).unwrap_or(0);
+    let missing_tail = anchors
+        .last()
+        .filter(|newest| newest.seq > last_seq)
+        .map(|newest| MissingTail {
+            from_seq: last_seq + 1,
+            to_seq: newest.seq,
+            anchor_key: newest.key.clone(),
+            anchor_hash: newest.hash.clone(),
+            anchor_action: None,
+            anchor_object: None,
+            anchor_at: None,
+            message: Text::new("", ""),
+        });
+    (problems, missing_tail)
+}
+
+/// Fills in the anchored event's description and the message of a
+/// missing tail; an anchor whose content cannot be read still has its key.
+fn describe_tail(store: &dyn crate::store::ObjectStore, tail: &mut MissingTail) {
+    match anchor::read_anchor(store, &tail.anchor_key) {
+        Ok(Some(content)) if content.seq == tail.to_seq && content.hash == tail.anchor_hash => {
+            tail.anchor_action = Some(content.action);
+            tail.anchor_object = Some(content.object);
+            tail.anchor_at = Some(content.at);
+        }
+        Ok(_) => {
+            tracing::warn!(key = %tail.anchor_key, "audit anchor content does not match its key")
+        }
+        Err(error) => {
+            tracing::warn!(key = %tail.anchor_key, %error, "audit anchor content not readable")
+        }
+    }
+    let range = if tail.from_seq == tail.to_seq {
+        format!("#{}", tail.to_seq)
+    } else {
+        format!("#{}..#{}", tail.from_seq, tail.to_seq)
+    };
+    let described = match (&tail.anchor_action, &tail.anchor_object, &tail.anchor_at) {
+        (Some(action), Some(object), Some(at)) => Some((action, object, at)),
+        _ => None,
+    };
+    let (zh_event, en_event) = match described {
+        Some((action, object, at)) => (
+            format!("{action} {object}（{at}）"),
+            format!("{action} {object} at {at}"),
+        ),
+        None => (
+            String::from("（锚点内容无法读取）"),
+            String::from("(anchor content not readable)"),
+        ),
+    };
+    tail.message = Text::new(
+        format!(
+            "事件 {range} 缺失：存储中的锚点 {} 表明事件 #{} 是 {zh_event}，哈希 {}；审计链只到 #{}",
+            tail.anchor_key,
+            tail.to_seq,
+            tail.anchor_hash,
+            tail.from_seq - 1
+        ),
+        format!(
+            "{} {range} {}: the anchor {} says event #{} was {en_event} with hash {}; the chain ends at #{}",
+            if tail.from_seq == tail.to_seq { "event" } else { "events" },
+            if tail.from_seq == tail.to_seq { "is missing" } else { "are missing" },
+            tail.anchor_key,
+            tail.to_seq,
+            tail.anchor_hash,
+            tail.from_seq - 1
+        ),
+    );
 }
 
 fn verify_events(events: &[AuditEventRow]) -> VerifyReport {
@@ -369,6 +684,12 @@ fn verify_events(events: &[AuditEventRow]) -> VerifyReport {
         intact: problems.is_empty(),
         head_hash: events.last().map(|e| e.hash.clone()),
         problems,
+        anchors: 0,
+        anchor: None,
+        missing_tail: None,
+        objects_checked: None,
+        objects_missing: Vec::new(),
+        objects_changed: Vec::new(),
     }
 }
 

@@ -1035,6 +1035,32 @@ fn row_to_recording(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecordingRow> {
     })
 }
 
+impl Catalog {
+    /// Reads the last event of the audit chain, to anchor it.
+    pub fn last_audit_event(&self) -> Result<Option<AuditEventRow>, CatalogError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT seq, at, actor, action, object, detail_json, prev_hash, hash
+                 FROM audit_events ORDER BY seq DESC LIMIT 1",
+                [],
+                |row| {
+                    Ok(AuditEventRow {
+                        seq: row.get(0)?,
+                        at: row.get(1)?,
+                        actor: row.get(2)?,
+                        action: row.get(3)?,
+                        object: row.get(4)?,
+                        detail_json: row.get(5)?,
+                        prev_hash: row.get(6)?,
+                        hash: row.get(7)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -186,8 +186,12 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditAction {
-    /// Check the hash chain of the audit log and name every changed, removed or reordered event (auditor role)
-    Verify,
+    /// Check the hash chain of the audit log and name every changed, removed or reordered event, a tail cut off its end, and each stored object its events name that is missing or changed (auditor role)
+    Verify {
+        /// Check only the chain and its anchors, not the objects its events name
+        #[arg(long)]
+        no_objects: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -420,10 +424,11 @@ fn run(cli: Cli, lang: Lang) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Audit { action: AuditAction::Verify } => {
+        Command::Audit { action: AuditAction::Verify { no_objects } } => {
             authorize(&data_dir, "audit verify", evidence::roles::AUDIT, lang)?;
             let services = Services::open(&data_dir, lang)?;
-            let report = evidence::audit::verify(&services.catalog)?;
+            let options = evidence::audit::VerifyOptions { objects: !no_objects };
+            let report = evidence::audit::verify(&services, options).map_err(|e| anyhow::anyhow!(e.text().get(lang).to_string()))?;
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

@@ -81,6 +81,16 @@ impl Services {
     }
 }
 
+impl Drop for Services {
+    /// Anchors the audit chain's last event when a command or a worker is
+    /// done, which covers events appended without a store at hand.
+    fn drop(&mut self) {
+        if let Err(error) = crate::audit::anchor_latest(self) {
+            warn!(%error, "audit chain's last event not anchored");
+        }
+    }
+}
+
 /// An error of one stage on one recording.
 #[derive(Debug)]
 pub struct StageError {

@@ -258,3 +258,222 @@ fn disclosure_request_refuses_people_without_the_role() {
         );
     }
 }
+
+/// Finds the stored files (manifests excluded) under `prefix` of every tier.
+fn stored_files_under(data: &Path, prefix: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for tier in ["routine", "evidence", "longterm", "public"] {
+        let mut stack = vec![data.join("store").join(tier).join(prefix)];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if !path.to_string_lossy().ends_with(".manifest.json") {
+                    found.push(path);
+                }
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Makes a read-only stored file and its folder writable, as someone with
+/// shell access to the store would.
+fn make_writable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for target in [path.parent().unwrap(), path] {
+        let mut permissions = std::fs::metadata(target).unwrap().permissions();
+        permissions.set_mode(permissions.mode() | 0o200);
+        std::fs::set_permissions(target, permissions).unwrap();
+    }
+}
+
+#[test]
+fn untouched_store_verifies_with_anchors_and_objects() {
+    let data = logged_data();
+    let (output, report) = verify(data.path());
+    assert_eq!(output.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["intact"], true);
+    assert!(report["anchors"].as_u64().unwrap() >= 3, "{report:#}");
+    assert_eq!(
+        report["anchor"]["seq"], report["checked"],
+        "the newest anchor vouches for the last event"
+    );
+    assert_eq!(report["anchor"]["hash"], report["head_hash"]);
+    assert!(report["missing_tail"].is_null());
+    // Three originals (ingest) and two clips (derive).
+    assert_eq!(report["objects_checked"], 5);
+    assert_eq!(report["objects_missing"].as_array().unwrap().len(), 0);
+    assert_eq!(report["objects_changed"].as_array().unwrap().len(), 0);
+
+    let (output, fixity) = run_json(data.path(), &["verify"]);
+    assert!(
+        output.status.success(),
+        "anchors do not disturb the fixity check: {fixity:#}"
+    );
+}
+
+#[test]
+fn events_cut_off_the_end_are_named() {
+    let data = logged_data();
+    let (_, before) = verify(data.path());
+    let last = before["checked"].as_i64().unwrap();
+    let cut = last - 1;
+    tamper(
+        data.path(),
+        &format!("DELETE FROM audit_events WHERE seq >= {cut}"),
+    );
+
+    let (output, report) = verify(data.path());
+    assert_eq!(output.status.code(), Some(3), "{report:#}");
+    assert_eq!(report["intact"], false);
+    assert_eq!(report["checked"], cut - 1);
+    assert_eq!(
+        report["problems"].as_array().unwrap().len(),
+        0,
+        "the chain that is left is whole: {report:#}"
+    );
+    let tail = &report["missing_tail"];
+    assert_eq!(tail["from_seq"], cut);
+    assert_eq!(tail["to_seq"], last);
+    assert_eq!(tail["anchor_hash"], before["head_hash"]);
+    assert!(tail["anchor_object"].as_str().is_some(), "{tail:#}");
+    let en = tail["message"]["en"].as_str().unwrap();
+    assert!(
+        en.contains(&format!("events #{cut}..#{last} are missing")),
+        "{en}"
+    );
+    assert!(en.contains(&format!("the chain ends at #{}", cut - 1)), "{en}");
+    let zh = tail["message"]["zh"].as_str().unwrap();
+    assert!(zh.contains(&format!("事件 #{cut}..#{last} 缺失")), "{zh}");
+
+    let text = run(data.path(), &["--lang", "zh", "audit", "verify"]);
+    assert_eq!(text.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&text.stdout).contains(&format!("事件 #{cut}..#{last} 缺失")));
+}
+
+#[test]
+fn last_event_cut_and_replaced_is_named() {
+    let data = logged_data();
+    let (_, before) = verify(data.path());
+    let last = before["checked"].as_i64().unwrap();
+    tamper(
+        data.path(),
+        &format!("DELETE FROM audit_events WHERE seq = {last}"),
+    );
+    // A later command appends a new event under the freed number.
+    let output = run(
+        data.path(),
+        &["report", "--from", "2024-05-01", "--to", "2024-05-31"],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let (output, report) = verify(data.path());
+    assert_eq!(output.status.code(), Some(3), "{report:#}");
+    assert!(report["missing_tail"].is_null(), "{report:#}");
+    let problem = only_problem(&report);
+    assert_eq!(problem["seq"], last);
+    assert_eq!(problem["kind"], "changed");
+    assert!(problem["message"]["en"]
+        .as_str()
+        .unwrap()
+        .contains("the chain was rewritten from here on"));
+}
+
+#[test]
+fn original_deleted_behind_the_products_back_is_named() {
+    let data = logged_data();
+    let originals = stored_files_under(data.path(), "originals");
+    assert_eq!(originals.len(), 3, "{originals:?}");
+    let gone = &originals[1];
+    make_writable(gone);
+    std::fs::remove_file(gone).unwrap();
+
+    let (output, report) = verify(data.path());
+    assert_eq!(output.status.code(), Some(3), "{report:#}");
+    assert_eq!(report["intact"], false);
+    assert!(report["problems"].as_array().unwrap().is_empty());
+    let missing = report["objects_missing"].as_array().unwrap();
+    assert_eq!(missing.len(), 1, "{report:#}");
+    assert_eq!(missing[0]["action"], "ingest");
+    let key = missing[0]["key"].as_str().unwrap();
+    assert!(gone.to_string_lossy().ends_with(key), "{key}");
+    assert_eq!(
+        missing[0]["sha256"].as_str().unwrap(),
+        gone.file_stem().unwrap().to_string_lossy(),
+        "the original's key is its SHA-256"
+    );
+    assert!(missing[0]["message"]["en"]
+        .as_str()
+        .unwrap()
+        .contains("missing from the store"));
+    assert!(missing[0]["message"]["zh"]
+        .as_str()
+        .unwrap()
+        .contains("已不在存储中"));
+}
+
+#[test]
+fn clip_changed_behind_the_products_back_is_named() {
+    let data = logged_data();
+    let clips = stored_files_under(data.path(), "clips");
+    assert_eq!(clips.len(), 2, "{clips:?}");
+    let changed = &clips[0];
+    make_writable(changed);
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(changed)
+        .unwrap();
+    std::io::Write::write_all(&mut file, b"appended").unwrap();
+    drop(file);
+
+    let (output, report) = verify(data.path());
+    assert_eq!(output.status.code(), Some(3), "{report:#}");
+    assert!(report["objects_missing"].as_array().unwrap().is_empty());
+    let changed_objects = report["objects_changed"].as_array().unwrap();
+    assert_eq!(changed_objects.len(), 1, "{report:#}");
+    assert_eq!(changed_objects[0]["action"], "derive");
+    let found = changed_objects[0]["found_bytes"].as_u64().unwrap();
+    assert_eq!(found, std::fs::metadata(changed).unwrap().len());
+    assert!(changed_objects[0]["message"]["en"]
+        .as_str()
+        .unwrap()
+        .contains("its manifest records"));
+
+    let (output, chain_only) = run_json(data.path(), &["audit", "verify", "--no-objects"]);
+    assert_eq!(output.status.code(), Some(0), "{chain_only:#}");
+    assert!(chain_only["objects_checked"].is_null());
+}
+
+#[test]
+fn reads_at_the_end_of_a_command_are_anchored() {
+    let data = logged_data();
+    let (_, first) = verify(data.path());
+    // Processing the same footage again stores nothing new but reads the
+    // originals, and those reads end the chain.
+    assert!(run(data.path(), &process_args()).status.success());
+    let (_, second) = verify(data.path());
+    let last = second["checked"].as_i64().unwrap();
+    assert!(last > first["checked"].as_i64().unwrap(), "{second:#}");
+    assert_eq!(second["anchor"]["seq"], last, "{second:#}");
+
+    tamper(
+        data.path(),
+        &format!("DELETE FROM audit_events WHERE seq = {last}"),
+    );
+    let (output, report) = verify(data.path());
+    assert_eq!(output.status.code(), Some(3), "{report:#}");
+    assert_eq!(report["missing_tail"]["from_seq"], last);
+    assert_eq!(report["missing_tail"]["to_seq"], last);
+    assert!(report["missing_tail"]["message"]["en"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("event #{last} is missing")));
+}
