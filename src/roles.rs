@@ -3,7 +3,7 @@
 //! The bureau's people act in four roles (operator, disclosure staff,
 //! approver, auditor), given per person in `[roles]` of `config.toml`
 //! (see `Config::roles`). Every command that reads or changes stored
-//! footage or records calls [`check`] (or [`require`]) before it reads or
+//! footage or records calls [`check`] before it reads or
 //! writes anything, and the refusal names the person, the command and the
 //! roles that would allow it.
 //!
@@ -18,7 +18,6 @@ use thiserror::Error;
 use crate::config::Config;
 use crate::disclose::Role;
 use crate::i18n::Text;
-use crate::runner::Services;
 
 /// Roles each command needs: any one of them lets it run.
 pub const PROCESS: &[Role] = &[Role::Operator];
@@ -125,15 +124,6 @@ pub fn check(config: &Config, command: &'static str, needed: &[Role]) -> Result<
     })
 }
 
-/// [`check`] for a caller that has already opened the services.
-pub fn require(
-    services: &Services,
-    command: &'static str,
-    needed: &[Role],
-) -> Result<Grant, RoleError> {
-    check(&services.config, command, needed)
-}
-
 fn names(roles: &[Role], chinese: bool) -> String {
     let name = |role: &Role| match (role, chinese) {
         (Role::Operator, true) => "operator（操作员）",
@@ -147,4 +137,52 @@ fn names(roles: &[Role], chinese: bool) -> String {
     };
     let joined: Vec<&str> = roles.iter().map(name).collect();
     joined.join(if chinese { " 或 " } else { " or " })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn single_person_is_operator_and_auditor_only() {
+        let config = config("");
+        for role in [Role::Operator, Role::Auditor] {
+            assert!(has_role(&config, "anyone", role), "{role:?}");
+        }
+        for role in [Role::Disclosure, Role::Approver] {
+            assert!(!has_role(&config, "anyone", role), "{role:?}");
+        }
+    }
+
+    #[test]
+    fn configured_roles_replace_the_default() {
+        let config = config("[roles]\nli = [\"approver\"]\n");
+        assert!(has_role(&config, "li", Role::Approver));
+        assert!(!has_role(&config, "li", Role::Operator));
+        assert!(!has_role(&config, "wang", Role::Operator));
+    }
+
+    #[test]
+    fn refusal_names_person_command_and_roles() {
+        let error = RoleError {
+            actor: "li".into(),
+            command: "verify",
+            needed: VERIFY.to_vec(),
+        };
+        let text = error.text();
+        assert_eq!(
+            text.en,
+            "li may not run `verify`: it needs the role operator or auditor (config [roles])"
+        );
+        assert!(text.zh.starts_with("li 无权执行 `verify`"), "{}", text.zh);
+        assert!(
+            text.zh.contains("operator（操作员） 或 auditor（审核人）"),
+            "{}",
+            text.zh
+        );
+    }
 }
