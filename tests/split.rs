@@ -841,3 +841,129 @@ fn unit_without_footage_is_reported_missing() {
     assert!(report["clips"].as_array().unwrap().is_empty());
     assert_eq!(report["clips_missing"][0]["unit_id"], "U9");
 }
+
+/// Deletes every catalog row of the case's clips, as a run stopped after
+/// storing the clips but before writing their rows leaves the catalog.
+fn forget_clip_rows(data_dir: &Path) {
+    let catalog = rusqlite::Connection::open(data_dir.join("catalog.sqlite")).unwrap();
+    let deleted = catalog.execute("DELETE FROM clips", []).unwrap();
+    assert_eq!(deleted, 2, "the session case has two clips");
+}
+
+fn clip_rows(data_dir: &Path) -> Vec<(String, u32, String)> {
+    let catalog = rusqlite::Connection::open(data_dir.join("catalog.sqlite")).unwrap();
+    let mut statement = catalog
+        .prepare("SELECT unit_id, version, sha256 FROM clips ORDER BY unit_id, version")
+        .unwrap();
+    let rows = statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .unwrap();
+    rows.map(Result::unwrap).collect()
+}
+
+fn stored_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn clip_stored_before_its_catalog_row_is_adopted_by_the_rerun() {
+    let data = tempfile::tempdir().unwrap();
+    let case = fixture("cases/session/case.json");
+    let mut args = vec!["split", "--case", case.to_str().unwrap()];
+    let chapters: Vec<String> = SESSION
+        .iter()
+        .map(|p| fixture(p).display().to_string())
+        .collect();
+    args.extend(chapters.iter().map(String::as_str));
+    let (output, first) = run_json(data.path(), &args);
+    assert!(output.status.success());
+    let rows = clip_rows(data.path());
+    let clips_dir = data
+        .path()
+        .join("store/evidence/clips/QY-2024-0501-001/U1/HB0631");
+    let u1_path = PathBuf::from(clip(&first, "U1")["path"].as_str().unwrap());
+    let u1_sha = common::sha256_of(&u1_path);
+
+    // Stopped after the clips and their manifests were stored.
+    forget_clip_rows(data.path());
+    let (output, rerun) = run_json(data.path(), &["split", "--case", case.to_str().unwrap()]);
+    assert!(output.status.success());
+    for unit in ["U1", "U2"] {
+        assert_eq!(clip(&rerun, unit)["status"], "recovered", "{unit}");
+        assert_eq!(clip(&rerun, unit)["version"], 1, "{unit}");
+        assert_eq!(clip(&rerun, unit)["sha256"], clip(&first, unit)["sha256"]);
+    }
+    assert_eq!(clip_rows(data.path()), rows, "the same rows are back");
+    assert_eq!(stored_names(&clips_dir), ["v1.mp4", "v1.mp4.manifest.json"]);
+
+    // Stopped after the clip was stored but before its manifest: a fresh
+    // cut of the same plan has the same bytes, so version 1 is adopted and
+    // its manifest written.
+    forget_clip_rows(data.path());
+    std::fs::remove_file(clips_dir.join("v1.mp4.manifest.json")).unwrap();
+    let (output, rerun) = run_json(data.path(), &["split", "--case", case.to_str().unwrap()]);
+    assert!(output.status.success());
+    assert_eq!(clip(&rerun, "U1")["status"], "recovered");
+    assert_eq!(clip(&rerun, "U1")["version"], 1);
+    assert_eq!(clip_rows(data.path()), rows);
+    assert_eq!(stored_names(&clips_dir), ["v1.mp4", "v1.mp4.manifest.json"]);
+    assert_eq!(
+        common::sha256_of(&u1_path),
+        u1_sha,
+        "version 1 is unchanged"
+    );
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(clips_dir.join("v1.mp4.manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["sha256"], u1_sha.as_str());
+
+    // Nothing is left to adopt: the next run reports the clips unchanged.
+    let (_, again) = run_json(data.path(), &["split", "--case", case.to_str().unwrap()]);
+    assert_eq!(clip(&again, "U1")["status"], "unchanged");
+    assert_eq!(clip_rows(data.path()), rows);
+}
+
+#[test]
+fn changed_case_record_after_a_stop_still_makes_a_new_version() {
+    let data = tempfile::tempdir().unwrap();
+    let case = fixture("cases/session/case.json");
+    let mut args = vec!["split", "--case", case.to_str().unwrap()];
+    let chapters: Vec<String> = SESSION
+        .iter()
+        .map(|p| fixture(p).display().to_string())
+        .collect();
+    args.extend(chapters.iter().map(String::as_str));
+    let (output, first) = run_json(data.path(), &args);
+    assert!(output.status.success());
+    forget_clip_rows(data.path());
+
+    let text = std::fs::read_to_string(&case)
+        .unwrap()
+        .replace("10:00:14", "10:00:13");
+    let changed = data.path().join("changed.json");
+    std::fs::write(&changed, text).unwrap();
+    let (output, rerun) = run_json(data.path(), &["split", "--case", changed.to_str().unwrap()]);
+    assert!(output.status.success());
+    for unit in ["U1", "U2"] {
+        assert_eq!(clip(&rerun, unit)["status"], "created", "{unit}");
+        assert_eq!(clip(&rerun, unit)["version"], 2, "{unit}");
+        assert_ne!(clip(&rerun, unit)["sha256"], clip(&first, unit)["sha256"]);
+    }
+    let clips_dir = data
+        .path()
+        .join("store/evidence/clips/QY-2024-0501-001/U1/HB0631");
+    assert_eq!(
+        stored_names(&clips_dir),
+        [
+            "v1.mp4",
+            "v1.mp4.manifest.json",
+            "v2.mp4",
+            "v2.mp4.manifest.json"
+        ]
+    );
+}

@@ -88,6 +88,7 @@ pub fn render_clips(outcome: &super::SplitOutcome, lang: Lang) -> String {
         let status = match clip.status {
             super::output::ClipStatus::Created => lang.pick("新建", "created"),
             super::output::ClipStatus::Unchanged => lang.pick("未变化", "unchanged"),
+            super::output::ClipStatus::Recovered => lang.pick("已补登", "recovered"),
         };
         let _ = writeln!(
             out,

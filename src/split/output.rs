@@ -5,8 +5,15 @@
 //! from is hashed; when the newest version of a unit's clip was cut from the
 //! same plan, nothing is written again, and any other plan adds version
 //! N + 1. Nothing is ever overwritten, so every version handed out stays.
+//!
+//! A clip is stored before its catalog row is written, so a run stopped in
+//! between leaves a stored version the catalog does not know. The plan hash
+//! is kept in the clip's manifest, and the next run with the same plan
+//! adopts that version (writes the missing row) instead of cutting a
+//! duplicate; a version stored without its manifest is adopted when a fresh
+//! cut of the plan has the same SHA-256.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -20,7 +27,9 @@ use crate::case::{CaseRecord, Unit};
 use crate::catalog::ClipRow;
 use crate::media::mp4_writer::write_movie;
 use crate::runner::Services;
-use crate::store::{check_key, key_segment, ObjectStore, Tier, ToolVersions, MANIFEST_SUFFIX};
+use crate::store::{
+    check_key, key_segment, ObjectStore, StoreError, Tier, ToolVersions, MANIFEST_SUFFIX,
+};
 
 /// Version of the clip layout this code writes; part of the plan hash, so
 /// a change of the cutter makes new versions instead of claiming old ones.
@@ -36,6 +45,9 @@ pub enum ClipStatus {
     Created,
     /// Cut from the same plan before; the stored version is reported.
     Unchanged,
+    /// Stored from the same plan by a run that stopped before writing the
+    /// catalog row; this run wrote the row.
+    Recovered,
 }
 
 /// A time range on the wall clock.
@@ -121,6 +133,9 @@ struct ClipManifest<'a> {
     case_id: &'a str,
     #[serde(flatten)]
     clip: &'a ClipReport,
+    /// SHA-256 of the plan the clip was cut from, so that a run stopped
+    /// before the catalog row can be recognized and adopted.
+    plan_sha256: &'a str,
     tools: ToolVersions,
     encoder: Option<String>,
     created_at: DateTime<Utc>,
@@ -164,6 +179,23 @@ pub fn make_clip(
             }
         }
     }
+    // Versions in the store that the catalog lacks were stored by a run
+    // stopped before its catalog row; one cut from this plan is adopted.
+    let mut bare = Vec::new();
+    for version in unlisted_versions(services.store.as_ref(), &prefix, &versions) {
+        let key = format!("{prefix}v{version}.mp4");
+        match read_clip_manifest(services.store.as_ref(), &key) {
+            Some(stored) if stored.plan_sha256.as_deref() == Some(plan_sha256.as_str()) => {
+                if let Some(report) =
+                    adopt_with_manifest(services, case, unit, stored, &plan_sha256)?
+                {
+                    return Ok(report);
+                }
+            }
+            Some(_) => {}
+            None => bare.push(version),
+        }
+    }
     let version = next_version(services.store.as_ref(), &prefix, &versions);
     let key = format!("{prefix}v{version}.mp4");
     check_key(&key).map_err(|source| SplitError::Store {
@@ -184,11 +216,7 @@ pub fn make_clip(
         )
     };
 
-    let store_error = |source| SplitError::Store {
-        key: key.clone(),
-        source,
-    };
-    let mut staged = services.store.stage().map_err(store_error)?;
+    let mut staged = services.store.stage().map_err(store_error(&key))?;
     let (sha256, sm3, bytes) = {
         let mut writer = HashingWriter::new(&mut *staged);
         write_movie(&cut.movie, &mut writer).map_err(|source| SplitError::Write {
@@ -197,13 +225,41 @@ pub fn make_clip(
         })?;
         writer.finish()
     };
-    let info = staged
-        .commit(CLIP_TIER, &key, &sha256)
-        .map_err(store_error)?;
+    let same_bytes = bare.into_iter().find(|&orphan| {
+        let orphan_key = format!("{prefix}v{orphan}.mp4");
+        stored_sha256(services, &orphan_key).as_deref() == Some(sha256.as_str())
+    });
+    let (version, key, status, info) = match same_bytes {
+        Some(orphan) => {
+            // The same bytes are already stored under that version, so the
+            // staged copy is dropped (which removes it) instead of committed.
+            drop(staged);
+            let key = format!("{prefix}v{orphan}.mp4");
+            tracing::info!(%key, %sha256, "clip stored by an interrupted run has the same bytes; adopting it");
+            let info = services
+                .store
+                .head(CLIP_TIER, &key)
+                .map_err(store_error(&key))?
+                .ok_or_else(|| SplitError::Store {
+                    key: key.clone(),
+                    source: StoreError::NotFound {
+                        tier: CLIP_TIER.as_str(),
+                        key: key.clone(),
+                    },
+                })?;
+            (orphan, key, ClipStatus::Recovered, info)
+        }
+        None => {
+            let info = staged
+                .commit(CLIP_TIER, &key, &sha256)
+                .map_err(store_error(&key))?;
+            tracing::info!(%key, %sha256, bytes, method = method.as_str(), "clip stored");
+            (version, key, ClipStatus::Created, info)
+        }
+    };
     drop(work);
-    tracing::info!(%key, %sha256, bytes, method = method.as_str(), "clip stored");
 
-    let report = clip_report(
+    let mut report = clip_report(
         plan,
         recordings,
         &cut.segments,
@@ -214,8 +270,8 @@ pub fn make_clip(
             key: key.clone(),
             path: info.location,
             method,
-            sha256: sha256.clone(),
-            sm3: sm3.clone(),
+            sha256,
+            sm3,
             bytes,
         },
     );
@@ -224,6 +280,7 @@ pub fn make_clip(
         artefact: "clip",
         case_id: &case.case_id,
         clip: &report,
+        plan_sha256: &plan_sha256,
         tools: ToolVersions::current(),
         encoder,
         created_at: now,
@@ -234,39 +291,144 @@ pub fn make_clip(
     services
         .store
         .put_small(CLIP_TIER, &manifest_key, &manifest_bytes)
-        .map_err(|source| SplitError::Store {
-            key: manifest_key,
-            source,
-        })?;
+        .map_err(store_error(&manifest_key))?;
 
-    let object = format!("{}/{key}", CLIP_TIER.as_str());
-    let detail = serde_json::json!({ "case": case.case_id, "unit": unit.unit_id, "device": plan.device, "version": version, "sha256": sha256 });
-    services.catalog.insert_clip(&ClipRow {
-        case_id: case.case_id.clone(),
-        unit_id: unit.unit_id.clone(),
-        device: plan.device.clone(),
-        version,
-        tier: CLIP_TIER.as_str().into(),
-        key,
-        sha256,
-        sm3,
-        bytes,
-        method: method.as_str().into(),
-        plan_sha256,
-        report_json: serde_json::to_string(&report).expect("a report serializes"),
-        created_at: now.to_rfc3339(),
-        actor: services.actor.clone(),
-    })?;
-    crate::audit::record(services, crate::audit::Action::Derive, &object, detail)
-        .map_err(|e| SplitError::Catalog(e.into_catalog()))?;
+    register(
+        services,
+        case,
+        unit,
+        &report,
+        &plan_sha256,
+        now,
+        &services.actor,
+    )?;
+    report.status = status;
     Ok(report)
 }
 
-/// The next free version: past every version the catalog or the store
-/// knows, so that a catalog lost or restored never leads to a reused key.
-fn next_version(store: &dyn ObjectStore, prefix: &str, versions: &[ClipRow]) -> u32 {
-    let in_catalog = versions.iter().map(|row| row.version).max().unwrap_or(0);
-    let in_store = store
+/// Returns a closure that names the key of a failed store call.
+fn store_error(key: &str) -> impl FnOnce(StoreError) -> SplitError {
+    let key = key.to_string();
+    move |source| SplitError::Store { key, source }
+}
+
+/// Writes a stored clip's catalog row and its audit event.
+fn register(
+    services: &Services,
+    case: &CaseRecord,
+    unit: &Unit,
+    report: &ClipReport,
+    plan_sha256: &str,
+    created_at: DateTime<Utc>,
+    actor: &str,
+) -> Result<(), SplitError> {
+    let object = format!("{}/{}", CLIP_TIER.as_str(), report.key);
+    let detail = serde_json::json!({ "case": case.case_id, "unit": unit.unit_id, "device": report.device, "version": report.version, "sha256": report.sha256 });
+    services.catalog.insert_clip(&ClipRow {
+        case_id: case.case_id.clone(),
+        unit_id: unit.unit_id.clone(),
+        device: report.device.clone(),
+        version: report.version,
+        tier: CLIP_TIER.as_str().into(),
+        key: report.key.clone(),
+        sha256: report.sha256.clone(),
+        sm3: report.sm3.clone(),
+        bytes: report.bytes,
+        method: report.method.clone(),
+        plan_sha256: plan_sha256.to_string(),
+        report_json: serde_json::to_string(report).expect("a report serializes"),
+        created_at: created_at.to_rfc3339(),
+        actor: actor.to_string(),
+    })?;
+    crate::audit::record(services, crate::audit::Action::Derive, &object, detail)
+        .map_err(|e| SplitError::Catalog(e.into_catalog()))?;
+    Ok(())
+}
+
+/// The fields of a stored clip manifest that adopting its clip reads.
+#[derive(serde::Deserialize)]
+struct StoredManifest {
+    #[serde(flatten)]
+    clip: ClipReport,
+    /// Absent in manifests written before the plan hash was recorded.
+    plan_sha256: Option<String>,
+    created_at: DateTime<Utc>,
+    actor: String,
+}
+
+/// Reads the manifest beside a clip; None when there is none or it cannot
+/// be read as a clip manifest.
+fn read_clip_manifest(store: &dyn ObjectStore, key: &str) -> Option<StoredManifest> {
+    let manifest_key = format!("{key}{MANIFEST_SUFFIX}");
+    let mut text = String::new();
+    store
+        .open(CLIP_TIER, &manifest_key)
+        .ok()?
+        .read_to_string(&mut text)
+        .ok()?;
+    match serde_json::from_str(&text) {
+        Ok(stored) => Some(stored),
+        Err(error) => {
+            tracing::warn!(key = %manifest_key, %error, "clip manifest cannot be read");
+            None
+        }
+    }
+}
+
+/// Adopts a clip that a stopped run stored with its manifest: writes the
+/// catalog row the manifest describes. None when the clip object is gone
+/// or its size differs from the manifest's, so that a new version is cut.
+fn adopt_with_manifest(
+    services: &Services,
+    case: &CaseRecord,
+    unit: &Unit,
+    stored: StoredManifest,
+    plan_sha256: &str,
+) -> Result<Option<ClipReport>, SplitError> {
+    let mut report = stored.clip;
+    let object = services
+        .store
+        .head(CLIP_TIER, &report.key)
+        .map_err(store_error(&report.key))?;
+    if object.map(|o| o.bytes) != Some(report.bytes) {
+        tracing::warn!(key = %report.key, "clip manifest names an object that is missing or of another size; not adopted");
+        return Ok(None);
+    }
+    report.status = ClipStatus::Created;
+    register(
+        services,
+        case,
+        unit,
+        &report,
+        plan_sha256,
+        stored.created_at,
+        &stored.actor,
+    )?;
+    tracing::info!(key = %report.key, "clip stored by an interrupted run adopted into the catalog");
+    report.status = ClipStatus::Recovered;
+    Ok(Some(report))
+}
+
+/// Hashes a stored clip with SHA-256, after logging the read; None when it
+/// cannot be read.
+fn stored_sha256(services: &Services, key: &str) -> Option<String> {
+    let read = crate::audit::StoredRead {
+        tier: CLIP_TIER,
+        key,
+        sha256: None,
+        purpose: "split",
+        extra: None,
+    };
+    let logged = crate::audit::read_stored(services, &read).ok()?;
+    let mut reader = logged.open(services.store.as_ref()).ok()?;
+    let mut hasher = Sha256::new();
+    io::copy(&mut reader, &mut hasher).ok()?;
+    Some(hex::encode(hasher.finalize()))
+}
+
+/// Versions stored under `prefix`, oldest first.
+fn stored_versions(store: &dyn ObjectStore, prefix: &str) -> Vec<u32> {
+    let mut versions: Vec<u32> = store
         .list(CLIP_TIER, prefix)
         .unwrap_or_default()
         .iter()
@@ -277,8 +439,26 @@ fn next_version(store: &dyn ObjectStore, prefix: &str, versions: &[ClipRow]) -> 
                 .parse::<u32>()
                 .ok()
         })
-        .max()
-        .unwrap_or(0);
+        .collect();
+    versions.sort_unstable();
+    versions
+}
+
+/// Stored versions the catalog has no row for, newest first.
+fn unlisted_versions(store: &dyn ObjectStore, prefix: &str, versions: &[ClipRow]) -> Vec<u32> {
+    let mut unlisted: Vec<u32> = stored_versions(store, prefix)
+        .into_iter()
+        .filter(|v| !versions.iter().any(|row| row.version == *v))
+        .collect();
+    unlisted.reverse();
+    unlisted
+}
+
+/// The next free version: past every version the catalog or the store
+/// knows, so that a catalog lost or restored never leads to a reused key.
+fn next_version(store: &dyn ObjectStore, prefix: &str, versions: &[ClipRow]) -> u32 {
+    let in_catalog = versions.iter().map(|row| row.version).max().unwrap_or(0);
+    let in_store = stored_versions(store, prefix).last().copied().unwrap_or(0);
     in_catalog.max(in_store) + 1
 }
 
