@@ -767,8 +767,8 @@ impl LoggedRead {
     }
 }
 
-/// Appends the `read` event of the acting person of `services`, before
-/// the object is read.
+/// Appends (and anchors) the `read` event of the acting person of
+/// `services`, before the object is read.
 pub fn read_stored(services: &Services, read: &StoredRead<'_>) -> Result<LoggedRead, AuditError> {
     let row = record(services, Action::Read, &read.object(), read.detail())?;
     Ok(LoggedRead {
@@ -779,7 +779,8 @@ pub fn read_stored(services: &Services, read: &StoredRead<'_>) -> Result<LoggedR
 }
 
 /// Appends the `read` event of `actor` before the object is read, for a
-/// caller that has no services at hand.
+/// caller that has no services at hand. That caller anchors the chain
+/// with [`anchor_latest`] once its reads are logged.
 pub fn log_read(catalog: &Catalog, actor: &str, read: &StoredRead<'_>) -> Result<LoggedRead, AuditError> {
     let row = record_as(catalog, actor, Action::Read, &read.object(), read.detail())?;
     Ok(LoggedRead {

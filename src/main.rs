@@ -304,6 +304,7 @@ fn run(cli: Cli, lang: Lang) -> anyhow::Result<ExitCode> {
             let options = evidence::store::verify::VerifyOptions { tier, since };
             let report = evidence::store::verify::verify(services.store.as_ref(), evidence::store::verify::Records { catalog: &services.catalog, actor: &services.actor }, &options)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", lang.pick("核验失败", "verification failed")))?;
+            evidence::audit::anchor_latest(&services).map_err(|e| anyhow::anyhow!(e.text().get(lang).to_string()))?;
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
