@@ -171,6 +171,25 @@ CREATE TABLE IF NOT EXISTS disclosure_decisions (
     reason      TEXT,
     decided_at  TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS redactions (
+    request_id   TEXT NOT NULL,
+    position     INTEGER NOT NULL,
+    case_id      TEXT NOT NULL,
+    unit_id      TEXT NOT NULL,
+    device       TEXT NOT NULL,
+    clip_version INTEGER NOT NULL,
+    clip_key     TEXT NOT NULL,
+    clip_sha256  TEXT NOT NULL,
+    tier         TEXT NOT NULL,
+    key          TEXT NOT NULL,
+    sha256       TEXT NOT NULL,
+    bytes        INTEGER NOT NULL,
+    method       TEXT NOT NULL,
+    replaces_key TEXT NOT NULL,
+    created_at   TEXT NOT NULL,
+    actor        TEXT NOT NULL,
+    PRIMARY KEY (request_id, position, clip_version)
+);
 CREATE TABLE IF NOT EXISTS disclosure_exports (
     request_id  TEXT NOT NULL REFERENCES disclosure_requests(request_id),
     position    INTEGER NOT NULL,
@@ -1033,6 +1052,98 @@ fn row_to_recording(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecordingRow> {
         start_source: row.get(13)?,
         probe_json: row.get(14)?,
     })
+}
+
+/// A redacted copy made again from a newer clip version, with the spec of
+/// the disclosure item whose copy it follows.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct RedactionRow {
+    pub request_id: String,
+    pub position: i64,
+    pub case_id: String,
+    pub unit_id: String,
+    pub device: String,
+    pub clip_version: u32,
+    pub clip_key: String,
+    pub clip_sha256: String,
+    pub tier: String,
+    pub key: String,
+    pub sha256: String,
+    pub bytes: u64,
+    /// `smart` or `full`, as the redaction log records it.
+    pub method: String,
+    /// `TIER/KEY` of the redacted copy this one follows: the exported copy
+    /// or the copy remade from the clip version before.
+    pub replaces_key: String,
+    pub created_at: String,
+    pub actor: String,
+}
+
+impl Catalog {
+    /// Registers a remade redacted copy; returns `false` when the copy of
+    /// this item from this clip version is already registered.
+    pub fn insert_redaction(&self, row: &RedactionRow) -> Result<bool, CatalogError> {
+        self.with(|c| {
+            let added = c.execute(
+                "INSERT INTO redactions (request_id, position, case_id, unit_id, device, clip_version,
+                                         clip_key, clip_sha256, tier, key, sha256, bytes, method,
+                                         replaces_key, created_at, actor)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                 ON CONFLICT (request_id, position, clip_version) DO NOTHING",
+                params![
+                    row.request_id,
+                    row.position,
+                    row.case_id,
+                    row.unit_id,
+                    row.device,
+                    row.clip_version,
+                    row.clip_key,
+                    row.clip_sha256,
+                    row.tier,
+                    row.key,
+                    row.sha256,
+                    row.bytes as i64,
+                    row.method,
+                    row.replaces_key,
+                    row.created_at,
+                    row.actor
+                ],
+            )?;
+            Ok(added == 1)
+        })
+    }
+
+    /// Returns the remade redacted copies of a case, oldest clip version first.
+    pub fn redactions(&self, case_id: &str) -> Result<Vec<RedactionRow>, CatalogError> {
+        self.with(|c| {
+            let mut statement = c.prepare(
+                "SELECT request_id, position, case_id, unit_id, device, clip_version, clip_key,
+                        clip_sha256, tier, key, sha256, bytes, method, replaces_key, created_at, actor
+                 FROM redactions WHERE case_id = ?1 ORDER BY request_id, position, clip_version",
+            )?;
+            let rows = statement.query_map([case_id], |row| {
+                Ok(RedactionRow {
+                    request_id: row.get(0)?,
+                    position: row.get(1)?,
+                    case_id: row.get(2)?,
+                    unit_id: row.get(3)?,
+                    device: row.get(4)?,
+                    clip_version: row.get(5)?,
+                    clip_key: row.get(6)?,
+                    clip_sha256: row.get(7)?,
+                    tier: row.get(8)?,
+                    key: row.get(9)?,
+                    sha256: row.get(10)?,
+                    bytes: row.get::<_, i64>(11)? as u64,
+                    method: row.get(12)?,
+                    replaces_key: row.get(13)?,
+                    created_at: row.get(14)?,
+                    actor: row.get(15)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
 }
 
 impl Catalog {

@@ -153,7 +153,7 @@ enum Command {
     },
     /// Recordings (with SHA-256), jobs, findings and deadlines (operator or auditor role)
     Status,
-    /// Rerun coverage, splitting and storage of a case with its current record and settings (operator role)
+    /// Rerun coverage, splitting and storage of a case with its current record and settings, and remake the redacted copies of its disclosed clips (operator role)
     Reprocess {
         /// The case id, as in its case record
         #[arg(long = "case", value_name = "ID")]

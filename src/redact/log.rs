@@ -118,7 +118,13 @@ pub fn build(
             outcome.frames
         )));
     }
-    if let Some(expected) = source.frames {
+    // Smart render copies every sample with the edit list; a full render
+    // decodes, and a decoder outputs only the samples the edit list shows.
+    let expected = match outcome.method {
+        super::Method::Smart => source.frames,
+        super::Method::Full => source.presented_frames.or(source.frames),
+    };
+    if let Some(expected) = expected {
         if expected != frames {
             return Err(RedactError::Verify(format!(
                 "the original holds {expected} frames but the output {frames}"

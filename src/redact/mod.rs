@@ -23,6 +23,7 @@ pub mod log;
 pub mod mask;
 pub mod pipeline;
 pub mod render;
+pub mod rerun;
 pub mod smart;
 pub mod spec;
 
@@ -191,7 +192,11 @@ pub struct Source {
     pub display_height: u32,
     /// Clockwise display rotation of the video track in degrees.
     pub rotation: u32,
+    /// Video samples in the file.
     pub frames: Option<u64>,
+    /// Video samples its edit list shows, which a decoder outputs: fewer
+    /// than `frames` in a lossless clip that starts after a keyframe.
+    pub presented_frames: Option<u64>,
     /// Ticks per second of the video track, when the container has an index.
     pub video_timescale: Option<u32>,
 }
@@ -331,6 +336,7 @@ pub fn inspect(input: &Path) -> Result<Source, RedactError> {
         (width, height)
     };
     let frames = video_track.map(|t| t.samples.len() as u64);
+    let presented_frames = video_track.map(|t| t.presentation_times().len() as u64);
     let video_timescale = video_track.map(|t| t.timescale);
     Ok(Source {
         sha256,
@@ -341,6 +347,7 @@ pub fn inspect(input: &Path) -> Result<Source, RedactError> {
         display_height,
         rotation,
         frames,
+        presented_frames,
         video_timescale,
     })
 }

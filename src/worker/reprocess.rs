@@ -4,11 +4,10 @@
 //! Unit coverage, splitting and storage run again from the recordings in
 //! the catalog. Clips already made stay where they are: a changed record
 //! or changed settings add new clip versions beside them, and an unchanged
-//! one writes nothing. The run is logged in the audit chain.
-//!
-//! NOTE: redacted copies are made per approved disclosure request, so
-//! reprocessing does not remake them; a new request over the new clip
-//! versions does.
+//! one writes nothing. Each exported disclosure item that names an older
+//! version of a clip gets its redacted copy made again from the newest
+//! version ([`crate::redact::rerun`]). The old copies stay. The run is
+//! logged in the audit chain.
 
 use crate::audit::{self, Action};
 use crate::i18n::Text;
@@ -33,6 +32,28 @@ pub fn reprocess(
     let mut report = stages::process_case(services, runner, &case).map_err(|e| e.message)?;
     report.sections.insert("case_id".into(), case_id.into());
 
+    let remade = crate::redact::rerun::remake_for_case(services, case_id).map_err(|e| e.text())?;
+    for failure in &remade.failed {
+        report.errors.push(Text::new(
+            format!(
+                "申请 {} 第 {} 项的脱敏副本未能重新生成：{}",
+                failure.request_id, failure.position, failure.reason.zh
+            ),
+            format!(
+                "the redacted copy of request {} item {} was not remade: {}",
+                failure.request_id, failure.position, failure.reason.en
+            ),
+        ));
+    }
+    report.sections.insert(
+        "redactions".into(),
+        serde_json::to_value(&remade.remade).expect("remade copies serialize"),
+    );
+    report.sections.insert(
+        "redactions_failed".into(),
+        serde_json::to_value(&remade.failed).expect("failures serialize"),
+    );
+
     let clips: Vec<serde_json::Value> = report
         .sections
         .get("clips")
@@ -48,7 +69,11 @@ pub fn reprocess(
         services,
         Action::Reprocess,
         case_id,
-        serde_json::json!({ "clips": clips, "errors": report.errors.len() }),
+        serde_json::json!({
+            "clips": clips,
+            "redactions": remade.remade.iter().map(|r| &r.object).collect::<Vec<_>>(),
+            "errors": report.errors.len(),
+        }),
     )
     .map_err(|e| e.text())?;
     Ok(report)
@@ -121,6 +146,31 @@ pub fn render_text(report: &ProcessReport, lang: crate::i18n::Lang) -> String {
             missing["unit_id"].as_str().unwrap_or(""),
             lang.pick("无片段", "no clip"),
             reason.as_str().unwrap_or("")
+        );
+    }
+    for copy in report
+        .sections
+        .get("redactions")
+        .and_then(|c| c.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let _ = writeln!(
+            out,
+            "  {} {} #{}: {} v{} → {} {}",
+            lang.pick("脱敏副本已重新生成", "redacted copy remade"),
+            copy["request_id"].as_str().unwrap_or(""),
+            copy["position"],
+            copy["unit_id"].as_str().unwrap_or(""),
+            copy["clip_version"],
+            copy["object"].as_str().unwrap_or(""),
+            copy["sha256"].as_str().unwrap_or("")
+        );
+        let _ = writeln!(
+            out,
+            "    {} {}",
+            lang.pick("原副本保留：", "earlier copy kept:"),
+            copy["replaces"].as_str().unwrap_or("")
         );
     }
     for error in &report.errors {

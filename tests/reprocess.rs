@@ -1,0 +1,285 @@
+//! `evidence reprocess` with a disclosed clip: a moved unit boundary cuts a
+//! new clip version, and the redacted copy exported from the old version
+//! is made again from the new one while the old copy stays verifiable.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::*;
+use serde_json::Value;
+
+const CASE_ID: &str = "QY-2024-0501-001";
+
+const U1_V1: &str = "clips/QY-2024-0501-001/U1/HB0631/v1.mp4";
+const U1_V2: &str = "clips/QY-2024-0501-001/U1/HB0631/v2.mp4";
+
+/// `tester` runs the product and files the request; `li` approves it.
+const CONFIG: &str = r#"
+[roles]
+tester = ["operator", "auditor", "disclosure"]
+li = ["approver"]
+
+[disclosure]
+watermark = "公开副本 {request}"
+"#;
+
+fn as_actor(data: &Path, actor: &str, args: &[&str]) -> Output {
+    binary()
+        .env("EVIDENCE_ACTOR", actor)
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn json(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// Processes the session case, then requests, approves and exports a
+/// redacted copy of U1's first clip; returns the request id.
+fn exported_clip(data: &Path, out: &Path) -> String {
+    std::fs::write(data.join("config.toml"), CONFIG).unwrap();
+    let session = fixture("cases/session");
+    let case = session.join("case.json");
+    let (output, _) = run_json(
+        data,
+        &[
+            "process",
+            session.to_str().unwrap(),
+            "--case",
+            case.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(data.join("store/evidence").join(U1_V1).is_file());
+
+    let spec = fixture("redact-example.json");
+    let item = format!("evidence/{U1_V1}");
+    let request = json(&as_actor(
+        data,
+        "tester",
+        &[
+            "--json",
+            "disclose",
+            "request",
+            "--purpose",
+            "litigation",
+            "--item",
+            &item,
+            "--spec",
+            spec.to_str().unwrap(),
+        ],
+    ));
+    let id = request["request_id"].as_str().unwrap().to_string();
+    json(&as_actor(
+        data,
+        "li",
+        &["--json", "disclose", "approve", &id],
+    ));
+    json(&as_actor(
+        data,
+        "tester",
+        &[
+            "--json",
+            "disclose",
+            "export",
+            &id,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    ));
+    id
+}
+
+/// Writes the session case record with U1 ending at 10:00:12 instead of
+/// 10:00:14; returns its path.
+fn moved_boundary(data: &Path) -> std::path::PathBuf {
+    let record = std::fs::read_to_string(fixture("cases/session/case.json"))
+        .unwrap()
+        .replace(
+            "\"to\": \"2024-05-01T10:00:14+08:00\"",
+            "\"to\": \"2024-05-01T10:00:12+08:00\"",
+        );
+    let path = data.join("changed-case.json");
+    std::fs::write(&path, record).unwrap();
+    path
+}
+
+#[test]
+fn reprocess_remakes_redacted_copy_from_new_clip() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let out = dir.path().join("out");
+    let id = exported_clip(&data, &out);
+    let view = json(&as_actor(
+        &data,
+        "tester",
+        &["--json", "disclose", "show", &id],
+    ));
+    let exported = &view["exports"][0];
+    let old_key = exported["key"].as_str().unwrap().to_string();
+    let old_sha = exported["sha256"].as_str().unwrap().to_string();
+
+    let record = moved_boundary(&data);
+    let (output, report) = run_json(
+        &data,
+        &[
+            "reprocess",
+            "--case",
+            CASE_ID,
+            "--record",
+            record.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let u1 = report["clips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["unit_id"] == "U1")
+        .unwrap();
+    assert_eq!(u1["version"], 2);
+    assert_eq!(u1["status"], "created");
+    let new_clip_sha = sha256_of(&data.join("store/evidence").join(U1_V2));
+
+    let remade = report["redactions"].as_array().unwrap();
+    assert_eq!(remade.len(), 1, "{report:#}");
+    let copy = &remade[0];
+    assert_eq!(copy["request_id"], id.as_str());
+    assert_eq!(copy["position"], 1);
+    assert_eq!(copy["clip_version"], 2);
+    assert_eq!(copy["clip"], format!("evidence/{U1_V2}"));
+    assert_eq!(copy["clip_sha256"], new_clip_sha.as_str());
+    assert_eq!(copy["replaces"], format!("public/{old_key}"));
+    assert_eq!(copy["status"], "created");
+    assert!(report["redactions_failed"].as_array().unwrap().is_empty());
+
+    // The new copy is stored with a log and a manifest that name the clip
+    // version it was made from.
+    let object = copy["object"].as_str().unwrap();
+    let key = object.strip_prefix("evidence/").unwrap();
+    assert!(
+        key.starts_with("redacted/QY-2024-0501-001/U1/HB0631/v2/"),
+        "{key}"
+    );
+    let path = data.join("store/evidence").join(key);
+    assert_eq!(sha256_of(&path), copy["sha256"].as_str().unwrap());
+    assert_ne!(copy["sha256"].as_str().unwrap(), old_sha);
+    let log: Value = serde_json::from_slice(
+        &std::fs::read(
+            data.join("store/evidence")
+                .join(format!("{key}.redaction.json")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(log["original"]["sha256"], new_clip_sha.as_str());
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(
+            data.join("store/evidence")
+                .join(format!("{key}.manifest.json")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["artefact"], "redacted");
+    assert_eq!(manifest["made_from"]["clip_version"], 2);
+    assert_eq!(
+        manifest["made_from"]["clip_key"],
+        format!("evidence/{U1_V2}")
+    );
+    assert_eq!(manifest["made_from"]["clip_sha256"], new_clip_sha.as_str());
+    assert_eq!(manifest["made_from"]["request_id"], id.as_str());
+
+    let catalog = rusqlite::Connection::open(data.join("catalog.sqlite")).unwrap();
+    let (clip_version, clip_sha): (u32, String) = catalog
+        .query_row(
+            "SELECT clip_version, clip_sha256 FROM redactions WHERE request_id = ?1",
+            [&id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(clip_version, 2);
+    assert_eq!(clip_sha, new_clip_sha);
+
+    // The exported copy and the first clip stay, and both still verify.
+    let old_path = data.join("store/public").join(&old_key);
+    assert_eq!(sha256_of(&old_path), old_sha);
+    assert!(data.join("store/evidence").join(U1_V1).is_file());
+    let (_, fixity) = run_json(&data, &["verify"]);
+    let status_of = |wanted: &str| {
+        fixity["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["key"] == wanted)
+            .map(|o| o["status"].as_str().unwrap().to_string())
+    };
+    assert_eq!(status_of(&old_key).as_deref(), Some("ok"), "{fixity:#}");
+    assert_eq!(status_of(key).as_deref(), Some("ok"), "{fixity:#}");
+    assert_eq!(
+        status_of(&format!("{key}.redaction.json")).as_deref(),
+        Some("ok"),
+        "{fixity:#}"
+    );
+    assert_eq!(status_of(U1_V1).as_deref(), Some("ok"), "{fixity:#}");
+    assert_eq!(status_of(U1_V2).as_deref(), Some("ok"), "{fixity:#}");
+    let (output, evidence_tier) = run_json(&data, &["verify", "--tier", "evidence"]);
+    assert!(output.status.success(), "{evidence_tier:#}");
+
+    let (output, audit) = run_json(&data, &["audit", "verify"]);
+    assert_eq!(output.status.code(), Some(0), "{audit:#}");
+    assert_eq!(audit["objects_missing"].as_array().unwrap().len(), 0);
+
+    // Reprocessing again makes nothing twice.
+    let (output, again) = run_json(&data, &["reprocess", "--case", CASE_ID]);
+    assert!(output.status.success());
+    assert!(
+        again["redactions"].as_array().unwrap().is_empty(),
+        "{again:#}"
+    );
+
+    let text = run(&data, &["--lang", "en", "reprocess", "--case", CASE_ID]);
+    assert!(text.status.success());
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(stdout.contains("case reprocessed"), "{stdout}");
+}
+
+#[test]
+fn reprocess_without_new_clip_remakes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let out = dir.path().join("out");
+    exported_clip(&data, &out);
+
+    let (output, report) = run_json(&data, &["reprocess", "--case", CASE_ID]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        report["redactions"].as_array().unwrap().is_empty(),
+        "{report:#}"
+    );
+    assert!(!data.join("store/evidence/redacted").exists());
+}
