@@ -523,10 +523,10 @@ fn disclosure_request_logs_read_of_clip() {
     chain_is_intact(data.path());
 }
 
-/// The audit log's reader is the one way into stored footage: no module
-/// outside the audit log and the store itself calls `open` on a store for
-/// anything but a record beside an object (a manifest, a redaction log),
-/// so a new reader cannot skip the `read` event.
+/// Checks that the audit log's reader is the one way into stored footage,
+/// so a new reader cannot skip the `read` event. Only the audit log and
+/// the store itself call `open` on a store, except for records kept
+/// beside an object (a manifest, a redaction log).
 #[test]
 fn only_audit_log_opens_stored_footage() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
