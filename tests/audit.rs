@@ -265,7 +265,9 @@ fn stored_files_under(data: &Path, prefix: &str) -> Vec<std::path::PathBuf> {
     for tier in ["routine", "evidence", "longterm", "public"] {
         let mut stack = vec![data.join("store").join(tier).join(prefix)];
         while let Some(dir) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             for entry in entries.flatten() {
                 let path = entry.path();
                 if path.is_dir() {
@@ -346,7 +348,10 @@ fn events_cut_off_the_end_are_named() {
         en.contains(&format!("events #{cut}..#{last} are missing")),
         "{en}"
     );
-    assert!(en.contains(&format!("the chain ends at #{}", cut - 1)), "{en}");
+    assert!(
+        en.contains(&format!("the chain ends at #{}", cut - 1)),
+        "{en}"
+    );
     let zh = tail["message"]["zh"].as_str().unwrap();
     assert!(zh.contains(&format!("事件 #{cut}..#{last} 缺失")), "{zh}");
 
