@@ -89,6 +89,13 @@ impl IngestError {
                 format!("无法锁定 {} 以排除其他导入进程：{source}", path.display()),
                 self.to_string(),
             ),
+            IngestError::Store(StoreError::SourceChanged { path, offset, end }) => Text::new(
+                format!(
+                    "上传文件 {} 在计算哈希之后发生了变化（第 {offset}..{end} 字节不同），未保存其中任何内容；可能仍在复制中，请在复制完成后重新运行",
+                    path.display()
+                ),
+                self.to_string(),
+            ),
             other => Text::new(other.to_string(), other.to_string()),
         }
     }
@@ -130,6 +137,7 @@ pub fn ingest(
     let now = Utc::now();
 
     let mut staged = services.store.stage()?;
+    staged.read_from(path);
     let (sha256, sm3, bytes) = copy_and_hash(&mut file, &mut *staged, progress).map_err(|e| match e {
         CopyError::Read(source) => read_error(source),
         CopyError::Write(source) => IngestError::Write {

@@ -606,3 +606,66 @@ fn promotion_copies_into_longterm_under_legal_hold_and_keeps_the_original() {
     assert!(output.status.success(), "{fixity}");
     assert_eq!(fixity["checked"], 1);
 }
+
+/// Hands the store a file to send from, as ingest does, changes the file
+/// after its bytes were written and hashed, and commits.
+fn commit_after_the_source_changed(server: &Server, bytes: usize, multipart: &str) -> (String, evidence::store::StoreError) {
+    use evidence::store::{ObjectStore, Tier};
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let name = bucket("changed");
+    write_config(&data, server, &format!("[store]\nbucket = \"{name}\"\n{multipart}"));
+    init(&data);
+    let file = footage(dir.path(), "HB0631_20240501160000.mp4", bytes, 21);
+    let original = std::fs::read(&file).unwrap();
+
+    let config = evidence::config::Config::load(&data).unwrap();
+    let store = evidence::store::s3::S3Store::open(&config.store, &data, None).unwrap();
+    let mut staged = store.stage().unwrap();
+    staged.read_from(&file);
+    staged.write_all(&original).unwrap();
+    use sha2::Digest;
+    let sha256 = hex::encode(sha2::Sha256::digest(&original));
+    let sm3 = hex::encode(sm3::Sm3::digest(&original));
+    staged.set_digests(&sha256, &sm3);
+    // Same size, other bytes: a copy into the incoming folder that went on.
+    footage(dir.path(), "HB0631_20240501160000.mp4", bytes, 22);
+
+    let key = format!("originals/2024/05/01/HB0631/{sha256}.mp4");
+    let error = staged.commit(Tier::Routine, &key, &sha256).unwrap_err();
+    assert!(
+        store.head(Tier::Routine, &key).unwrap().is_none(),
+        "nothing is visible under the key after a refused commit"
+    );
+    (name, error)
+}
+
+#[test]
+fn upload_source_changed_after_hashing_is_refused_in_parts_on_a_server_that_checks_none() {
+    let Some(server) = moto() else { return };
+    // moto 5 neither checks nor echoes part checksums: only the product's
+    // own check of each part against its digest stands in the way.
+    let (_, error) = commit_after_the_source_changed(
+        &server,
+        (12 << 20) + 77,
+        "[store.multipart]\nthreshold_mib = 8\npart_size_mib = 5\nconcurrency = 2\nmemory_budget_mib = 10\n",
+    );
+    match error {
+        evidence::store::StoreError::SourceChanged { offset, end, .. } => {
+            assert_eq!((offset % (5 << 20), end - offset), (0, 5 << 20), "a whole part is named")
+        }
+        other => panic!("expected SourceChanged, got {other}"),
+    }
+}
+
+#[test]
+fn upload_source_changed_after_hashing_is_refused_in_one_put() {
+    let Some(server) = moto() else { return };
+    let (_, error) = commit_after_the_source_changed(&server, 300_000, "");
+    assert!(
+        matches!(error, evidence::store::StoreError::SourceChanged { offset: 0, end: 300_000, .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("changed after it was hashed"), "{error}");
+}

@@ -15,7 +15,7 @@ pub mod s3;
 pub mod verify;
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -91,6 +91,8 @@ pub enum StoreError {
     },
     #[error("object store setting is not usable: {message}")]
     Setting { message: String },
+    #[error("{path} changed after it was hashed (bytes {offset}..{end} differ); nothing was stored from it")]
+    SourceChanged { path: PathBuf, offset: u64, end: u64 },
 }
 
 impl StoreError {
@@ -100,6 +102,8 @@ impl StoreError {
         match self {
             StoreError::Io { .. } => true,
             StoreError::Remote { retryable, .. } => *retryable,
+            // A file still being copied in settles; the next run hashes it anew.
+            StoreError::SourceChanged { .. } => true,
             _ => false,
         }
     }
@@ -135,6 +139,15 @@ pub trait StagedObject: Write + Send {
     /// the whole object's digests; the local store still reads its copy
     /// back.
     fn set_digests(&mut self, _sha256: &str, _sm3: &str) {}
+
+    /// Says, before the first write, that the bytes about to be written
+    /// are exactly the file at `path`. A backend that proves what it
+    /// stores by checksums the server checks per part (or by reading the
+    /// object back) may then hash what is written without keeping a copy,
+    /// and send the parts from the file itself at commit: a byte that
+    /// changed in between fails the server's check or the read-back, and
+    /// nothing unverified becomes visible. The local store keeps its copy.
+    fn read_from(&mut self, _path: &Path) {}
 }
 
 pub trait ObjectStore: Send + Sync {

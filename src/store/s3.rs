@@ -6,15 +6,18 @@
 //! `ObjectStore` interface is synchronous, so the store owns a tokio
 //! runtime and blocks on it; callers are never runtime threads.
 //!
-//! A write is staged in a local spool file while a second thread computes
-//! the SHA-256 of each fixed-size part from the bytes as they arrive. The
-//! whole object's SHA-256 and SM3 are the ones the caller computed over
-//! the same bytes in the same pass (`set_digests`; ingest does this), or,
-//! when it gave none, are computed from the spool at commit. Only then is
-//! the object sent: one PUT carrying the object's SHA-256 below the
-//! multipart threshold, parts with their SHA-256 each above it (see
-//! `upload`). After the upload the object is verified against what the
-//! server stores:
+//! A write is hashed part by part as it arrives: the SHA-256 of each
+//! fixed-size part. The bytes go to a local spool file, except when the
+//! caller names the file they come from (`read_from`; ingest does), so an
+//! original is not copied to local disk only to be sent away. The whole
+//! object's SHA-256 and SM3 are the ones the caller computed over the same
+//! bytes in the same pass (`set_digests`; ingest does this), or, when it
+//! gave none, are computed from the spool at commit. Only then is the
+//! object sent: one PUT carrying the object's SHA-256 below the multipart
+//! threshold, parts with their SHA-256 each above it (see `upload`), each
+//! part hashed again as it is read for sending, so that a source changed
+//! since is refused before a byte leaves. After the upload the object is
+//! verified against what the server stores:
 //!
 //! - a single PUT: the full-object SHA-256 the server computed on receipt
 //!   must equal the local one;
@@ -33,9 +36,11 @@
 //! is never taken for a hash. Metadata carries `sha256`, `sm3`, `case`,
 //! `unit`, `tier` and `retention`.
 //!
-//! NOTE: the upload starts only at commit: original keys are named by the
-//! SHA-256, known only once every byte is written, and resumption finds
-//! an interrupted upload by its key and hash.
+//! NOTE: the upload starts only once every byte is hashed: original keys
+//! are named by the SHA-256 and the metadata carries the SM3, and a
+//! server-side copy from a staging key, which would let the upload start
+//! earlier, re-reads and re-hashes the whole object on Garage (about as
+//! long as the upload itself).
 //!
 //! Credentials come from the config or the standard `AWS_ACCESS_KEY_ID`
 //! and `AWS_SECRET_ACCESS_KEY` variables only; no instance-metadata or
@@ -48,9 +53,7 @@ use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
@@ -73,10 +76,6 @@ pub use setup::{init_storage, BucketReport, InitReport};
 
 /// Spool files live here under the data directory.
 const SPOOL_DIR: &str = "spool";
-
-/// Chunks queued between the writer and the hashing thread: enough to
-/// keep both busy, small enough to bound memory at a few chunks.
-const HASH_QUEUE_CHUNKS: usize = 4;
 
 /// Read buffer when the spool itself must be hashed: large enough for
 /// sequential disk speed.
@@ -935,54 +934,6 @@ struct PartDigests {
     digests: Vec<[u8; 32]>,
 }
 
-/// Hashes each part of what is written, on its own thread, so that the
-/// writer only pays for the file write. The bytes hashed are the ones the
-/// caller handed to `write`, which are the ones it computed the whole
-/// object's digests over.
-struct PartHasher {
-    part_size: u64,
-    sender: Option<SyncSender<Bytes>>,
-    thread: Option<JoinHandle<Vec<[u8; 32]>>>,
-}
-
-impl PartHasher {
-    fn start(part_size: u64) -> PartHasher {
-        let (sender, receiver) = sync_channel::<Bytes>(HASH_QUEUE_CHUNKS);
-        let thread = std::thread::spawn(move || {
-            let mut parts = PartSplitter::new(part_size);
-            for chunk in receiver {
-                parts.update(&chunk);
-            }
-            parts.finish()
-        });
-        PartHasher {
-            part_size,
-            sender: Some(sender),
-            thread: Some(thread),
-        }
-    }
-
-    fn feed(&self, bytes: &[u8]) {
-        if let Some(sender) = &self.sender {
-            let _ = sender.send(Bytes::copy_from_slice(bytes));
-        }
-    }
-
-    fn finish(&mut self) -> PartDigests {
-        self.sender.take();
-        let digests = self
-            .thread
-            .take()
-            .expect("finished once")
-            .join()
-            .expect("the hashing thread does not panic");
-        PartDigests {
-            part_size: self.part_size,
-            digests,
-        }
-    }
-}
-
 /// Cuts a byte stream into parts of a fixed size and hashes each.
 struct PartSplitter {
     part_size: u64,
@@ -1069,9 +1020,15 @@ async fn hash_spool(spool: &Path, part_size: Option<u64>) -> Result<(Vec<[u8; 32
 
 struct S3Staged {
     store: S3Store,
-    path: PathBuf,
+    /// The spool file this writer keeps and removes, unless the caller
+    /// named the file the bytes come from.
+    spool: Option<PathBuf>,
     file: Option<File>,
-    hasher: PartHasher,
+    /// Where the bytes are read from at commit: the spool or that file.
+    source: PathBuf,
+    /// Hashes each part as it is written, in the writer's thread: the
+    /// caller (ingest) writes in parallel with its own hashing.
+    parts: PartSplitter,
     /// The caller's digests of what it wrote, when it gave them.
     given: Option<Digests>,
     labels: ObjectLabels,
@@ -1080,21 +1037,28 @@ struct S3Staged {
 
 impl Write for S3Staged {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.as_mut().expect("open until commit").write(buf)?;
-        self.hasher.feed(&buf[..n]);
+        let n = match self.file.as_mut() {
+            Some(file) => file.write(buf)?,
+            None => buf.len(),
+        };
+        self.parts.update(&buf[..n]);
         self.bytes += n as u64;
         Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.file.as_mut().expect("open until commit").flush()
+        match self.file.as_mut() {
+            Some(file) => file.flush(),
+            None => Ok(()),
+        }
     }
 }
 
 impl Drop for S3Staged {
     fn drop(&mut self) {
-        self.hasher.sender.take();
-        let _ = fs::remove_file(&self.path);
+        if let Some(spool) = self.spool.take() {
+            let _ = fs::remove_file(spool);
+        }
     }
 }
 
@@ -1110,15 +1074,35 @@ impl StagedObject for S3Staged {
         });
     }
 
+    /// Stops spooling: the parts are hashed as they are written and sent
+    /// from `path` at commit, each with its SHA-256, which the server
+    /// checks (or the object is read back), so a file that changed after
+    /// it was hashed is refused, not stored.
+    fn read_from(&mut self, path: &Path) {
+        if self.bytes > 0 {
+            return;
+        }
+        self.file = None;
+        if let Some(spool) = self.spool.take() {
+            let _ = fs::remove_file(spool);
+        }
+        self.source = path.to_path_buf();
+    }
+
     fn commit(mut self: Box<Self>, tier: Tier, key: &str, sha256: &str) -> Result<ObjectInfo, StoreError> {
         check_key(key)?;
-        let file = self.file.take().expect("committed once");
-        drop(file);
-        let parts = self.hasher.finish();
+        if let Some(file) = self.file.take() {
+            drop(file);
+        }
+        let part_size = self.parts.part_size;
+        let parts = PartDigests {
+            part_size,
+            digests: std::mem::replace(&mut self.parts, PartSplitter::new(part_size)).finish(),
+        };
         let store = self.store.clone();
         let whole = match self.given.take() {
             Some(given) => given,
-            None => store.block_on(hash_spool(&self.path, None))?.1,
+            None => store.block_on(hash_spool(&self.source, None))?.1,
         };
         if whole.sha256 != sha256 {
             return Err(StoreError::Mismatch {
@@ -1141,10 +1125,11 @@ impl StagedObject for S3Staged {
         let mut labels = self.labels.clone();
         labels.sm3 = Some(whole.sm3);
 
-        let info = store.block_on(store.put_verified(tier, key, &self.path, self.bytes, sha256, &parts, &labels))?;
+        let source = self.source.clone();
+        let info = store.block_on(store.put_verified(tier, key, &source, self.bytes, sha256, &parts, &labels))?;
         if tier == Tier::Evidence {
             if let Some(backup) = &store.inner.backup {
-                backup.block_on(backup.put_verified(tier, key, &self.path, self.bytes, sha256, &parts, &labels))?;
+                backup.block_on(backup.put_verified(tier, key, &source, self.bytes, sha256, &parts, &labels))?;
                 tracing::info!(key, "separate backup copy stored and verified");
             }
         }
@@ -1196,9 +1181,10 @@ impl ObjectStore for S3Store {
             })?;
         Ok(Box::new(S3Staged {
             store: self.clone(),
-            path,
+            spool: Some(path.clone()),
             file: Some(file),
-            hasher: PartHasher::start(self.inner.upload.part_size),
+            source: path,
+            parts: PartSplitter::new(self.inner.upload.part_size),
             given: None,
             labels: ObjectLabels::default(),
             bytes: 0,

@@ -112,14 +112,84 @@ pub(super) fn encode_key(key: &str) -> String {
 }
 
 fn read_range(spool: &Path, offset: u64, length: usize) -> Result<Bytes, StoreError> {
-    let io_error = |source| StoreError::Io {
-        path: spool.to_path_buf(),
-        source,
-    };
-    let file = std::fs::File::open(spool).map_err(io_error)?;
     let mut buffer = vec![0u8; length];
-    file.read_exact_at(&mut buffer, offset).map_err(io_error)?;
+    read_exact_at(spool, offset, &mut buffer)?;
     Ok(Bytes::from(buffer))
+}
+
+fn read_exact_at(source: &Path, offset: u64, buffer: &mut [u8]) -> Result<(), StoreError> {
+    let io_error = |source_error| StoreError::Io {
+        path: source.to_path_buf(),
+        source: source_error,
+    };
+    let file = std::fs::File::open(source).map_err(io_error)?;
+    file.read_exact_at(buffer, offset).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => StoreError::SourceChanged {
+            path: source.to_path_buf(),
+            offset,
+            end: offset + buffer.len() as u64,
+        },
+        _ => io_error(e),
+    })
+}
+
+/// Part buffers of one upload, reused from part to part. Each freed
+/// buffer of many megabytes would otherwise stay in the allocator's
+/// per-thread arenas (glibc raises its mmap threshold after the first
+/// free), so that resident memory grew to twice the budget.
+#[derive(Default)]
+struct PartPool {
+    free: Mutex<Vec<Vec<u8>>>,
+}
+
+/// A part's bytes on their way to the server; its buffer returns to the
+/// pool when the request lets go of the body.
+struct PooledPart {
+    buffer: Vec<u8>,
+    pool: Arc<PartPool>,
+}
+
+impl AsRef<[u8]> for PooledPart {
+    fn as_ref(&self) -> &[u8] {
+        &self.buffer
+    }
+}
+
+impl Drop for PooledPart {
+    fn drop(&mut self) {
+        let buffer = std::mem::take(&mut self.buffer);
+        self.pool.free.lock().unwrap_or_else(|e| e.into_inner()).push(buffer);
+    }
+}
+
+impl PartPool {
+    /// Reads `length` bytes at `offset` into a pooled buffer and checks
+    /// them against the part's SHA-256 taken when they were written: the
+    /// source may be the caller's own file, which could have changed
+    /// since, and a server that does not check part checksums would
+    /// otherwise store the changed bytes.
+    fn read(
+        pool: &Arc<PartPool>,
+        source: &Path,
+        offset: u64,
+        length: usize,
+        digest: &[u8; 32],
+    ) -> Result<Bytes, StoreError> {
+        let mut buffer = pool.free.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
+        buffer.resize(length, 0);
+        read_exact_at(source, offset, &mut buffer)?;
+        if Sha256::digest(&buffer).as_slice() != digest {
+            return Err(StoreError::SourceChanged {
+                path: source.to_path_buf(),
+                offset,
+                end: offset + length as u64,
+            });
+        }
+        Ok(Bytes::from_owner(PooledPart {
+            buffer,
+            pool: pool.clone(),
+        }))
+    }
 }
 
 /// Sends an object below the multipart threshold in one PUT.
@@ -138,6 +208,13 @@ pub(super) async fn put_single(
         })?
         .len();
     let body = read_range(spool, 0, size as usize)?;
+    if hex::encode(Sha256::digest(&body)) != sha256 {
+        return Err(StoreError::SourceChanged {
+            path: spool.to_path_buf(),
+            offset: 0,
+            end: size,
+        });
+    }
     limiter.reserve(size).await;
     let mut request = location
         .client
@@ -412,6 +489,7 @@ impl Multipart<'_> {
         done: &HashMap<i32, PartRow>,
     ) -> Result<(Vec<PartRow>, bool), StoreError> {
         let permits = Arc::new(Semaphore::new(self.settings.parallel_parts));
+        let pool = Arc::new(PartPool::default());
         let mut tasks = JoinSet::new();
         let mut sent = Vec::new();
         let mut confirmed = true;
@@ -433,10 +511,12 @@ impl Multipart<'_> {
             let target = self.location.url(self.key);
             let upload_id = upload_id.to_string();
             let limiter = self.limiter.clone();
-            let checksum = part_checksum(&self.parts[number as usize - 1]);
+            let digest = self.parts[number as usize - 1];
+            let checksum = part_checksum(&digest);
+            let pool = pool.clone();
             tasks.spawn(async move {
                 let _permit = permit;
-                let bytes = tokio::task::spawn_blocking(move || read_range(&spool, offset, length))
+                let bytes = tokio::task::spawn_blocking(move || PartPool::read(&pool, &spool, offset, length, &digest))
                     .await
                     .expect("reading a part does not panic")?;
                 limiter.reserve(length as u64).await;
