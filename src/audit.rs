@@ -355,11 +355,15 @@ impl VerifyReport {
         } else {
             let _ = writeln!(
                 out,
-                "{} {} {}，{} {}",
+                "{} {} {}{}{} {}",
                 lang.pick("审计链已被改动：已核验", "audit chain broken:"),
                 self.checked,
                 lang.pick("条事件", "events checked"),
-                self.problems.len(),
+                lang.pick("，", ", "),
+                self.problems.len()
+                    + usize::from(self.missing_tail.is_some())
+                    + self.objects_missing.len()
+                    + self.objects_changed.len(),
                 lang.pick("处问题", "problems")
             );
         }
@@ -402,11 +406,12 @@ impl VerifyReport {
                 problem.message.get(lang)
             );
         }
+        let separator = lang.pick("，", ", ");
         match self.objects_checked {
             Some(checked) => {
                 let _ = writeln!(
                     out,
-                    "  {} {checked}，{} {}，{} {}",
+                    "  {} {checked}{separator}{} {}{separator}{} {}",
                     lang.pick("已查对存储对象", "stored objects looked up:"),
                     lang.pick("缺失", "missing"),
                     self.objects_missing.len(),
