@@ -88,7 +88,7 @@ CREATE TABLE IF NOT EXISTS multipart_parts (
     upload_id   TEXT NOT NULL REFERENCES multipart_uploads(upload_id),
     part_number INTEGER NOT NULL,
     bytes       INTEGER NOT NULL,
-    crc32c      TEXT NOT NULL,
+    part_sha256 TEXT NOT NULL,
     etag        TEXT NOT NULL,
     PRIMARY KEY (upload_id, part_number)
 );
@@ -252,6 +252,41 @@ pub struct FindingRow {
     pub detail_json: String,
 }
 
+/// Columns renamed since catalogs were first made, as (table, old, new):
+/// a catalog that still has the old name is renamed in place on opening,
+/// rows kept. `multipart_parts.crc32c` held each part's SHA-256 once
+/// parts went up with SHA-256 checksums.
+const RENAMED_COLUMNS: [(&str, &str, &str); 1] = [("multipart_parts", "crc32c", "part_sha256")];
+
+/// Renames the columns of `RENAMED_COLUMNS` that still have their old
+/// name, on SQLite and on PostgreSQL alike.
+pub(crate) fn rename_old_columns(connection: &backend::Conn) -> rusqlite::Result<()> {
+    for (table, old, new) in RENAMED_COLUMNS {
+        let lookup = match connection {
+            backend::Conn::Sqlite(_) => {
+                format!("SELECT COUNT(*) FROM pragma_table_info('{table}') WHERE name = '{old}'")
+            }
+            backend::Conn::Postgres(_) => format!(
+                "SELECT COUNT(*) FROM information_schema.columns
+                 WHERE table_schema = current_schema() AND table_name = '{table}' AND column_name = '{old}'"
+            ),
+        };
+        let has_old = |c: &backend::Conn| c.query_row(&lookup, [], |row| row.get::<_, i64>(0)).map(|n| n > 0);
+        if !has_old(connection)? {
+            continue;
+        }
+        // The CREATE TABLE above added nothing to a table that existed, so
+        // the new column is absent; another process may rename first.
+        if let Err(error) = connection.execute_batch(&format!("ALTER TABLE {table} RENAME COLUMN {old} TO {new}")) {
+            if has_old(connection)? {
+                return Err(error);
+            }
+        }
+        tracing::info!(table, old, new, "catalog column renamed");
+    }
+    Ok(())
+}
+
 pub struct Catalog {
     path: PathBuf,
     connection: Mutex<backend::Conn>,
@@ -276,9 +311,11 @@ impl Catalog {
             .map_err(wrap)?;
         connection.execute_batch(SCHEMA).map_err(wrap)?;
         connection.execute_batch(work::SCHEMA).map_err(wrap)?;
+        let connection = backend::Conn::Sqlite(connection);
+        rename_old_columns(&connection).map_err(wrap)?;
         Ok(Catalog {
             path: path.to_path_buf(),
-            connection: Mutex::new(backend::Conn::Sqlite(connection)),
+            connection: Mutex::new(connection),
         })
     }
 
@@ -571,7 +608,8 @@ pub struct UploadRow {
 pub struct PartRow {
     pub part_number: i32,
     pub bytes: u64,
-    pub crc32c: String,
+    /// The part's SHA-256, base64, as sent in `x-amz-checksum-sha256`.
+    pub sha256: String,
     pub etag: String,
 }
 
@@ -616,9 +654,9 @@ impl Catalog {
     pub fn record_part(&self, upload_id: &str, part: &PartRow) -> Result<(), CatalogError> {
         self.with(|c| {
             c.execute(
-                "INSERT OR REPLACE INTO multipart_parts (upload_id, part_number, bytes, crc32c, etag)
+                "INSERT OR REPLACE INTO multipart_parts (upload_id, part_number, bytes, part_sha256, etag)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![upload_id, part.part_number, part.bytes as i64, part.crc32c, part.etag],
+                params![upload_id, part.part_number, part.bytes as i64, part.sha256, part.etag],
             )
             .map(|_| ())
         })
@@ -627,14 +665,14 @@ impl Catalog {
     pub fn parts(&self, upload_id: &str) -> Result<Vec<PartRow>, CatalogError> {
         self.with(|c| {
             let mut statement = c.prepare(
-                "SELECT part_number, bytes, crc32c, etag FROM multipart_parts
+                "SELECT part_number, bytes, part_sha256, etag FROM multipart_parts
                  WHERE upload_id = ?1 ORDER BY part_number",
             )?;
             let rows = statement.query_map([upload_id], |row| {
                 Ok(PartRow {
                     part_number: row.get(0)?,
                     bytes: row.get::<_, i64>(1)? as u64,
-                    crc32c: row.get(2)?,
+                    sha256: row.get(2)?,
                     etag: row.get(3)?,
                 })
             })?;

@@ -669,3 +669,80 @@ fn upload_source_changed_after_hashing_is_refused_in_one_put() {
     );
     assert!(error.to_string().contains("changed after it was hashed"), "{error}");
 }
+
+/// The multipart tables as catalogs made before the part checksum column
+/// was renamed have them, with one recorded part.
+const OLD_MULTIPART_TABLES: &str = "
+CREATE TABLE multipart_uploads (
+    upload_id TEXT PRIMARY KEY, target TEXT NOT NULL, sha256 TEXT NOT NULL,
+    part_size INTEGER NOT NULL, started_at TEXT NOT NULL, completed_at TEXT,
+    resumed_parts INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE multipart_parts (
+    upload_id TEXT NOT NULL REFERENCES multipart_uploads(upload_id),
+    part_number INTEGER NOT NULL, bytes INTEGER NOT NULL, crc32c TEXT NOT NULL,
+    etag TEXT NOT NULL, PRIMARY KEY (upload_id, part_number)
+);
+INSERT INTO multipart_uploads (upload_id, target, sha256, part_size, started_at)
+    VALUES ('u1', 'http://s3/b/k', 'ab', 5242880, '2024-05-01T00:00:00Z');
+INSERT INTO multipart_parts (upload_id, part_number, bytes, crc32c, etag)
+    VALUES ('u1', 1, 5242880, '47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=', '\"e1\"');
+";
+
+fn assert_old_part_kept(catalog: &evidence::catalog::Catalog) {
+    let parts = catalog.parts("u1").unwrap();
+    assert_eq!(parts.len(), 1, "the recorded part survives the rename");
+    assert_eq!(parts[0].sha256, "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=");
+    assert_eq!((parts[0].part_number, parts[0].bytes, parts[0].etag.as_str()), (1, 5 << 20, "\"e1\""));
+}
+
+#[test]
+fn sqlite_catalog_with_the_old_part_checksum_column_is_renamed_keeping_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("catalog.sqlite");
+    rusqlite::Connection::open(&path).unwrap().execute_batch(OLD_MULTIPART_TABLES).unwrap();
+
+    let catalog = evidence::catalog::Catalog::open(&path).unwrap();
+    assert_old_part_kept(&catalog);
+    drop(catalog);
+    let columns: Vec<String> = rusqlite::Connection::open(&path)
+        .unwrap()
+        .prepare("SELECT name FROM pragma_table_info('multipart_parts')")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(columns.contains(&"part_sha256".to_string()) && !columns.contains(&"crc32c".to_string()), "{columns:?}");
+    // Opening again finds nothing left to rename.
+    assert_old_part_kept(&evidence::catalog::Catalog::open(&path).unwrap());
+}
+
+#[test]
+fn postgres_catalog_with_the_old_part_checksum_column_is_renamed_keeping_its_rows() {
+    let Ok(admin_url) = std::env::var("EVIDENCE_TEST_POSTGRES_URL") else {
+        eprintln!("\n!!! SKIPPED: EVIDENCE_TEST_POSTGRES_URL not set; run scripts/test.sh (it starts PostgreSQL) !!!\n");
+        return;
+    };
+    let name = format!("evidence_rename_{}", std::process::id());
+    let mut admin = postgres::Client::connect(&admin_url, postgres::NoTls).unwrap();
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).unwrap();
+    admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+    let url = match admin_url.split_once('?') {
+        Some((base, query)) => format!("{}/{name}?{query}", base.rsplit_once('/').unwrap().0),
+        None => format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0),
+    };
+    postgres::Client::connect(&url, postgres::NoTls)
+        .unwrap()
+        .batch_execute(OLD_MULTIPART_TABLES)
+        .unwrap();
+
+    let result = std::panic::catch_unwind(|| {
+        assert_old_part_kept(&evidence::catalog::Catalog::open_postgres(&url).unwrap());
+        assert_old_part_kept(&evidence::catalog::Catalog::open_postgres(&url).unwrap());
+    });
+    let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}

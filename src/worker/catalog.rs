@@ -474,6 +474,10 @@ impl Catalog {
                     source,
                 }
             })?;
+        super::rename_old_columns(&connection).map_err(|source| CatalogError::Sqlite {
+            path: std::path::PathBuf::from(&shown),
+            source,
+        })?;
         Ok(Catalog {
             path: std::path::PathBuf::from(shown),
             connection: std::sync::Mutex::new(connection),

@@ -304,7 +304,7 @@ impl Multipart<'_> {
         for number in 1..=part_count {
             let Some(part) = done.get(&number) else { continue };
             let (_, length) = self.range(number, part_size);
-            if part.crc32c == part_checksum(&self.parts[number as usize - 1]) && part.bytes == length as u64 {
+            if part.sha256 == part_checksum(&self.parts[number as usize - 1]) && part.bytes == length as u64 {
                 kept += 1;
             } else {
                 tracing::warn!(%target, part = number, "recorded part differs from the spool; sending it again");
@@ -328,7 +328,7 @@ impl Multipart<'_> {
                         CompletedPart::builder()
                             .part_number(p.part_number)
                             .e_tag(&p.etag)
-                            .checksum_sha256(&p.crc32c)
+                            .checksum_sha256(&p.sha256)
                             .build()
                     })
                     .collect(),
@@ -374,7 +374,7 @@ impl Multipart<'_> {
             return Ok(None);
         }
         let recorded = catalog.parts(&upload.upload_id).map_err(catalog_error)?;
-        if recorded.iter().any(|p| p.crc32c.len() != SHA256_BASE64_LEN) {
+        if recorded.iter().any(|p| p.sha256.len() != SHA256_BASE64_LEN) {
             // Its parts carry CRC32C, which an upload created for SHA-256
             // part checksums cannot complete with.
             tracing::info!(%target, upload_id = %upload.upload_id, "interrupted upload used another part checksum; starting anew");
@@ -535,11 +535,10 @@ impl Multipart<'_> {
                     .await
                     .map_err(|e| remote(format!("{target} part {number}"), e))?;
                 let echoed = output.checksum_sha256() == Some(checksum.as_str());
-                // NOTE: the catalog column is named crc32c; it holds each part's SHA-256 (base64).
                 let part = PartRow {
                     part_number: number,
                     bytes: length as u64,
-                    crc32c: checksum,
+                    sha256: checksum,
                     etag: output.e_tag().unwrap_or_default().to_string(),
                 };
                 Ok::<(PartRow, bool), StoreError>((part, echoed))
