@@ -169,7 +169,13 @@ pub fn split_case(services: &Services, case: &CaseRecord, options: SplitOptions)
     }
 
     let window = case_window(case);
+    let started = std::time::Instant::now();
     let loaded = sources::load_recordings(services, case, window);
+    tracing::debug!(
+        recordings = loaded.recordings.len(),
+        elapsed_ms = started.elapsed().as_millis(),
+        "recordings loaded with their index"
+    );
     outcome.errors.extend(loaded.notes);
     let devices = sources::by_device(loaded.recordings);
 

@@ -14,6 +14,7 @@
 //! cut of the plan has the same SHA-256.
 
 use std::io::{self, Read, Write};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -203,6 +204,7 @@ pub fn make_clip(
         source,
     })?;
 
+    let started = Instant::now();
     let mut work = None;
     let (cut, method, encoder) = if options.reencode {
         let made = reencode::cut_reencoded(services, plan, recordings)?;
@@ -216,6 +218,7 @@ pub fn make_clip(
         )
     };
 
+    let cut_ms = started.elapsed().as_millis();
     let mut staged = services.store.stage().map_err(store_error(&key))?;
     let (sha256, sm3, bytes) = {
         let mut writer = HashingWriter::new(&mut *staged);
@@ -225,6 +228,7 @@ pub fn make_clip(
         })?;
         writer.finish()
     };
+    let written_ms = started.elapsed().as_millis();
     let same_bytes = bare.into_iter().find(|&orphan| {
         let orphan_key = format!("{prefix}v{orphan}.mp4");
         stored_sha256(services, &orphan_key).as_deref() == Some(sha256.as_str())
@@ -254,6 +258,12 @@ pub fn make_clip(
                 .commit(CLIP_TIER, &key, &sha256)
                 .map_err(store_error(&key))?;
             tracing::info!(%key, %sha256, bytes, method = method.as_str(), "clip stored");
+            tracing::debug!(
+                cut_ms,
+                written_ms,
+                stored_ms = started.elapsed().as_millis(),
+                "clip timings: planned samples, written and hashed, committed"
+            );
             (version, key, ClipStatus::Created, info)
         }
     };

@@ -5,10 +5,17 @@
 //! process leaves at most a staging file and never a partial object.
 //! Committed objects are made read-only. Staging files of processes that
 //! no longer run are removed when the store is opened.
+//!
+//! The evidence tier can name a second directory (`[store.local]
+//! backup_dir`, ideally on another disk) that receives a separate copy
+//! (Article 12): once an evidence object is committed, it is copied there
+//! through the same staged, read-back-verified write, before the commit
+//! returns.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
@@ -25,6 +32,8 @@ const VERIFY_BUFFER_BYTES: usize = 1 << 20;
 pub struct LocalStore {
     root: PathBuf,
     retention: RetentionPolicy,
+    /// The separate copy of the evidence tier.
+    backup: Option<Arc<LocalStore>>,
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -47,6 +56,7 @@ impl LocalStore {
         let store = LocalStore {
             root: root.to_path_buf(),
             retention: RetentionPolicy::default(),
+            backup: None,
         };
         store.remove_orphaned_staging();
         Ok(store)
@@ -55,7 +65,39 @@ impl LocalStore {
     /// Sets the retention rule that deletion is checked against.
     pub fn with_retention(mut self, retention: RetentionPolicy) -> LocalStore {
         self.retention = retention;
+        if let Some(backup) = self.backup.take() {
+            let backup = Arc::try_unwrap(backup).unwrap_or_else(|shared| LocalStore {
+                root: shared.root.clone(),
+                retention,
+                backup: None,
+            });
+            self.backup = Some(Arc::new(backup.with_retention(retention)));
+        }
         self
+    }
+
+    /// Keeps a separate copy of the evidence tier under `dir` (relative to
+    /// `data_dir` when relative). The backup must be another directory
+    /// than the store itself, or it would be no copy at all.
+    pub fn with_backup(mut self, dir: Option<&Path>, data_dir: &Path) -> Result<LocalStore, StoreError> {
+        let Some(dir) = dir else { return Ok(self) };
+        let dir = data_dir.join(dir);
+        let backup = LocalStore::open(&dir)?.with_retention(self.retention);
+        let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+            (Ok(a), Ok(b)) => a.starts_with(&b) || b.starts_with(&a),
+            _ => false,
+        };
+        if same(&backup.root, &self.root) {
+            return Err(StoreError::Setting {
+                message: format!(
+                    "[store.local] backup_dir {} lies inside the store {} (or holds it); a backup must be another directory, ideally on another disk",
+                    backup.root.display(),
+                    self.root.display()
+                ),
+            });
+        }
+        self.backup = Some(Arc::new(backup));
+        Ok(self)
     }
 
     pub fn root(&self) -> &Path {
@@ -98,6 +140,21 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
+/// Hashes a staging file with SHA-256 through a read-only mapping, which
+/// spares copying every page into a buffer. Only this process writes a
+/// staging file and it has stopped writing, so the mapping cannot shrink.
+fn sha256_staged(path: &Path) -> io::Result<String> {
+    let file = File::open(path)?;
+    if file.metadata()?.len() == 0 {
+        return Ok(hex::encode(Sha256::digest([])));
+    }
+    // SAFETY: the file is this process's own staging file, written to the
+    // end and no longer changed or truncated while the mapping lives.
+    let map = unsafe { memmap2::Mmap::map(&file)? };
+    map.advise(memmap2::Advice::Sequential)?;
+    Ok(hex::encode(Sha256::digest(&map[..])))
+}
+
 struct LocalStaged {
     path: PathBuf,
     file: Option<File>,
@@ -126,10 +183,18 @@ impl StagedObject for LocalStaged {
     fn commit(mut self: Box<Self>, tier: Tier, key: &str, sha256: &str) -> Result<ObjectInfo, StoreError> {
         check_key(key)?;
         let file = self.file.take().expect("committed once");
-        file.sync_all().map_err(io_error(&self.path))?;
+        // The read-back hashes the file's pages while fsync writes the same
+        // pages to disk. Side by side this is the guarantee of running them
+        // one after the other (what is durable is what was hashed, and both
+        // see the pages the kernel holds), in the time of the longer one.
+        let (synced, actual) = std::thread::scope(|scope| {
+            let sync = scope.spawn(|| file.sync_all());
+            let actual = sha256_staged(&self.path);
+            (sync.join().unwrap_or_else(|_| Err(io::Error::other("fsync thread panicked"))), actual)
+        });
+        synced.map_err(io_error(&self.path))?;
         drop(file);
-
-        let actual = sha256_file(&self.path).map_err(io_error(&self.path))?;
+        let actual = actual.map_err(io_error(&self.path))?;
         if actual != sha256 {
             return Err(StoreError::Mismatch {
                 tier: tier.as_str(),
@@ -188,11 +253,19 @@ impl ObjectStore for LocalStore {
             .create_new(true)
             .open(&path)
             .map_err(io_error(&path))?;
-        Ok(Box::new(LocalStaged {
+        let staged = Box::new(LocalStaged {
             path,
             file: Some(file),
             store_root: self.root.clone(),
-        }))
+        });
+        Ok(match &self.backup {
+            None => staged,
+            Some(backup) => Box::new(BackedUp {
+                primary: staged,
+                primary_root: self.root.clone(),
+                backup: backup.clone(),
+            }),
+        })
     }
 
     fn head(&self, tier: Tier, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
@@ -294,8 +367,49 @@ impl ObjectStore for LocalStore {
             versioning: false,
             lifecycle: false,
             server_side_copy: false,
-            backup: None,
+            backup: match (tier, &self.backup) {
+                (Tier::Evidence, Some(backup)) => Some(backup.root.join(tier.as_str()).display().to_string()),
+                _ => None,
+            },
         })
+    }
+
+    fn backup(&self) -> Option<&dyn ObjectStore> {
+        self.backup.as_deref().map(|b| b as &dyn ObjectStore)
+    }
+}
+
+/// A write to a store with a backup: the primary commit, then for the
+/// evidence tier the same object copied into the backup by a staged write
+/// of its own, read back and checked against the same SHA-256.
+struct BackedUp {
+    primary: Box<LocalStaged>,
+    primary_root: PathBuf,
+    backup: Arc<LocalStore>,
+}
+
+impl Write for BackedUp {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.primary.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.primary.flush()
+    }
+}
+
+impl StagedObject for BackedUp {
+    fn commit(self: Box<Self>, tier: Tier, key: &str, sha256: &str) -> Result<ObjectInfo, StoreError> {
+        let info = self.primary.commit(tier, key, sha256)?;
+        if tier == Tier::Evidence {
+            let stored = self.primary_root.join(tier.as_str()).join(key);
+            let mut reader = BufReader::with_capacity(VERIFY_BUFFER_BYTES, File::open(&stored).map_err(io_error(&stored))?);
+            let mut staged = self.backup.stage()?;
+            io::copy(&mut reader, &mut staged).map_err(io_error(&stored))?;
+            let copy = staged.commit(tier, key, sha256)?;
+            tracing::info!(key, backup = %copy.location, "separate backup copy stored and verified");
+        }
+        Ok(info)
     }
 }
 
