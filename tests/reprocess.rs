@@ -283,3 +283,149 @@ fn reprocess_without_new_clip_remakes_nothing() {
     );
     assert!(!data.join("store/evidence/redacted").exists());
 }
+
+#[test]
+fn remade_copy_left_by_killed_run_is_registered() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let out = dir.path().join("out");
+    exported_clip(&data, &out);
+    let record = moved_boundary(&data);
+    let (output, first) = run_json(
+        &data,
+        &[
+            "reprocess",
+            "--case",
+            CASE_ID,
+            "--record",
+            record.to_str().unwrap(),
+        ],
+    );
+    assert!(output.status.success());
+    let copy = &first["redactions"][0];
+    let key = copy["object"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("evidence/")
+        .unwrap()
+        .to_string();
+
+    // As if the run had been killed after storing the copy: no catalog
+    // row and no manifest yet.
+    let catalog = rusqlite::Connection::open(data.join("catalog.sqlite")).unwrap();
+    catalog.execute("DELETE FROM redactions", []).unwrap();
+    let manifest = data
+        .join("store/evidence")
+        .join(format!("{key}.manifest.json"));
+    let mut permissions = std::fs::metadata(manifest.parent().unwrap())
+        .unwrap()
+        .permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(manifest.parent().unwrap(), permissions).unwrap();
+    std::fs::remove_file(&manifest).unwrap();
+
+    let (output, again) = run_json(&data, &["reprocess", "--case", CASE_ID]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let redo = again["redactions"].as_array().unwrap();
+    assert_eq!(redo.len(), 1, "{again:#}");
+    assert_eq!(redo[0]["status"], "registered");
+    assert_eq!(redo[0]["object"], copy["object"]);
+    assert_eq!(redo[0]["sha256"], copy["sha256"]);
+    let rebuilt: Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    assert_eq!(rebuilt["sha256"], copy["sha256"]);
+    assert_eq!(rebuilt["made_from"]["clip_version"], 2);
+    let rows: i64 = catalog
+        .query_row("SELECT COUNT(*) FROM redactions", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(rows, 1);
+}
+
+#[test]
+fn worker_remakes_copy_after_changed_case_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("config.toml"), CONFIG).unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    for entry in std::fs::read_dir(fixture("cases/session")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, inbox.join(path.file_name().unwrap())).unwrap();
+    }
+    let worker = |data: &Path| {
+        let output = run(
+            data,
+            &[
+                "worker",
+                "--watch",
+                inbox.to_str().unwrap(),
+                "--settle-secs",
+                "1",
+                "--until-idle",
+            ],
+        );
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    worker(&data);
+    assert!(data.join("store/evidence").join(U1_V1).is_file());
+
+    // Request, approve and export U1's first clip.
+    let spec = fixture("redact-example.json");
+    let item = format!("evidence/{U1_V1}");
+    let request = json(&as_actor(
+        &data,
+        "tester",
+        &[
+            "--json",
+            "disclose",
+            "request",
+            "--purpose",
+            "litigation",
+            "--item",
+            &item,
+            "--spec",
+            spec.to_str().unwrap(),
+        ],
+    ));
+    let id = request["request_id"].as_str().unwrap().to_string();
+    json(&as_actor(
+        &data,
+        "li",
+        &["--json", "disclose", "approve", &id],
+    ));
+    let out = dir.path().join("out");
+    json(&as_actor(
+        &data,
+        "tester",
+        &[
+            "--json",
+            "disclose",
+            "export",
+            &id,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    ));
+
+    // The corrected record arrives in the watched folder.
+    let corrected = std::fs::read(moved_boundary(&data)).unwrap();
+    std::fs::write(inbox.join("case.json"), corrected).unwrap();
+    worker(&data);
+
+    assert!(data.join("store/evidence").join(U1_V2).is_file());
+    let remade = data
+        .join("store/evidence/redacted/QY-2024-0501-001/U1/HB0631/v2")
+        .join(format!("{id}-01.mp4"));
+    assert!(remade.is_file(), "{}", remade.display());
+    let (_, audit) = run_json(&data, &["audit", "verify"]);
+    assert_eq!(audit["intact"], true, "{audit:#}");
+}

@@ -246,12 +246,24 @@ fn remake(
         key_segment(&request.request_id),
         item.position
     );
-    // A killed run may have stored the copy without registering it: the
-    // stored copy and its manifest are registered as they are, because a
-    // new render would not be byte-identical and keys are never reused.
+    // A killed run may have stored the copy without registering it. The
+    // stored copy is registered as it is, because a new render would not
+    // be byte-identical and keys are never reused.
     if services.store.head(REMADE_TIER, &key)?.is_some() {
-        let manifest =
-            crate::store::retention::read_manifest(services.store.as_ref(), REMADE_TIER, &key)?;
+        let manifest = match crate::store::retention::read_manifest(
+            services.store.as_ref(),
+            REMADE_TIER,
+            &key,
+        ) {
+            Ok(manifest) => manifest,
+            Err(StoreError::NotFound { .. }) => {
+                let (sha256, sm3, bytes) = hash_stored(services, &key)?;
+                write_manifest(
+                    services, &key, &sha256, &sm3, bytes, clip, request, item, replaces,
+                )?
+            }
+            Err(error) => return Err(error.into()),
+        };
         let method = read_method(services, &key).unwrap_or_default();
         return register(
             services,
@@ -391,6 +403,36 @@ fn register(
     })
 }
 
+/// Hashes a stored copy whose manifest a killed run did not get to write;
+/// returns its SHA-256, SM3 and size.
+fn hash_stored(services: &Services, key: &str) -> Result<(String, String, u64), RemakeError> {
+    use sha2::Digest as _;
+    let object = format!("{}/{key}", REMADE_TIER.as_str());
+    let io = |source| RemakeError::Read {
+        clip: object.clone(),
+        source,
+    };
+    let mut reader = services.store.open(REMADE_TIER, key)?;
+    let mut sha256 = sha2::Sha256::new();
+    let mut sm3 = sm3::Sm3::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut bytes = 0u64;
+    loop {
+        let n = std::io::Read::read(&mut reader, &mut buffer).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        sha256.update(&buffer[..n]);
+        sm3.update(&buffer[..n]);
+        bytes += n as u64;
+    }
+    Ok((
+        hex::encode(sha256.finalize()),
+        hex::encode(sm3.finalize()),
+        bytes,
+    ))
+}
+
 /// Reads the method out of a stored redaction log.
 fn read_method(services: &Services, key: &str) -> Option<String> {
     let mut reader = services
@@ -481,14 +523,32 @@ fn store_copy(
         bytes += n as u64;
     }
     staged.commit(REMADE_TIER, key, sha256)?;
+    let sm3 = hex::encode(sm3.finalize());
+    write_manifest(
+        services, key, sha256, &sm3, bytes, clip, request, item, replaces,
+    )
+}
 
+/// Writes the manifest of a stored copy unless one is there; returns it.
+#[allow(clippy::too_many_arguments)]
+fn write_manifest(
+    services: &Services,
+    key: &str,
+    sha256: &str,
+    sm3: &str,
+    bytes: u64,
+    clip: &ClipRow,
+    request: &DisclosureRow,
+    item: &DisclosureItemRow,
+    replaces: &str,
+) -> Result<Manifest, RemakeError> {
     let clip_object = format!("{}/{}", clip.tier, clip.key);
     let manifest = Manifest {
         artefact: "redacted".to_string(),
         tier: REMADE_TIER,
         key: key.to_string(),
         sha256: sha256.to_string(),
-        sm3: hex::encode(sm3.finalize()),
+        sm3: sm3.to_string(),
         bytes,
         source: Source {
             path: clip_object.clone(),

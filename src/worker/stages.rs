@@ -309,7 +309,14 @@ fn run_case_job(
         .as_deref()
         .ok_or_else(|| missing("case_id"))?;
     let case = stored_case(services, case_id)?;
-    let report = process_case(services, runner, &case)?;
+    let mut report = process_case(services, runner, &case)?;
+    // A changed case record may have cut new clip versions, and the
+    // redacted copies of disclosed clips follow them as in `reprocess`.
+    let remade = crate::redact::rerun::remake_for_case(services, case_id).map_err(|e| StageError {
+        is_retryable: true,
+        message: e.text(),
+    })?;
+    report.errors.extend(remade.failed.iter().map(|f| f.reason.clone()));
     if !report.errors.is_empty() {
         let zh: Vec<&str> = report.errors.iter().map(|t| t.zh.as_str()).collect();
         let en: Vec<&str> = report.errors.iter().map(|t| t.en.as_str()).collect();
