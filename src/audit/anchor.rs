@@ -143,6 +143,87 @@ mod tests {
         assert_eq!((parsed.seq, parsed.hash.as_str()), (42, hash.as_str()));
     }
 
+    /// A chain of `n` linked events, as `record_as` would append them.
+    fn chain(n: i64) -> Vec<AuditEventRow> {
+        let mut events = Vec::new();
+        let mut prev = crate::audit::GENESIS.to_string();
+        for seq in 1..=n {
+            let at = format!("2024-05-01T10:00:{seq:02}Z");
+            let hash = crate::audit::event_hash(&prev, &at, "op", "read", "x", "{}");
+            events.push(AuditEventRow {
+                seq,
+                at,
+                actor: "op".into(),
+                action: "read".into(),
+                object: "x".into(),
+                detail_json: "{}".into(),
+                prev_hash: prev,
+                hash: hash.clone(),
+            });
+            prev = hash;
+        }
+        events
+    }
+
+    fn anchors_of(events: &[AuditEventRow]) -> Vec<AnchorKey> {
+        events
+            .iter()
+            .map(|e| parse_anchor_key(&anchor_key(e.seq, &e.hash)).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn anchored_chain_has_no_problem() {
+        let events = chain(4);
+        let (problems, tail) = crate::audit::compare_anchors(&events, &anchors_of(&events));
+        assert!(problems.is_empty());
+        assert!(tail.is_none());
+    }
+
+    #[test]
+    fn cut_tail_is_the_range_past_the_chain() {
+        let events = chain(5);
+        let anchors = anchors_of(&events);
+        let (problems, tail) = crate::audit::compare_anchors(&events[..2], &anchors);
+        assert!(problems.is_empty());
+        let tail = tail.unwrap();
+        assert_eq!((tail.from_seq, tail.to_seq), (3, 5));
+        assert_eq!(tail.anchor_hash, events[4].hash);
+    }
+
+    #[test]
+    fn moved_event_is_left_to_the_chain_walk() {
+        let events = chain(4);
+        let anchors = anchors_of(&events);
+        let mut moved = events.clone();
+        moved.swap(1, 2);
+        moved[1].seq = 2;
+        moved[2].seq = 3;
+        let (problems, tail) = crate::audit::compare_anchors(&moved, &anchors);
+        assert!(problems.is_empty());
+        assert!(tail.is_none());
+    }
+
+    #[test]
+    fn number_reused_after_a_cut_is_named_once() {
+        let events = chain(4);
+        let mut anchors = anchors_of(&events);
+        // Events 3 and 4 were deleted and two others appended (and
+        // anchored) under the same numbers.
+        let mut rewritten = events[..2].to_vec();
+        for seq in 3..=4 {
+            let mut event = events[seq as usize - 1].clone();
+            event.object = "other".into();
+            event.hash = format!("{seq:064}");
+            rewritten.push(event);
+        }
+        anchors.extend(anchors_of(&rewritten[2..]));
+        let (problems, tail) = crate::audit::compare_anchors(&rewritten, &anchors);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].seq, 3);
+        assert!(tail.is_none());
+    }
+
     #[test]
     fn foreign_keys_are_not_anchors() {
         for key in [
