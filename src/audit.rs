@@ -353,10 +353,19 @@ impl VerifyReport {
                 lang.pick("条事件", "events checked")
             );
         } else {
+            let is_chain_whole = self.problems.is_empty() && self.missing_tail.is_none();
+            let headline = if is_chain_whole {
+                lang.pick(
+                    "审计链完整，但存储对象与记录不符：已核验",
+                    "audit chain intact but stored objects differ:",
+                )
+            } else {
+                lang.pick("审计链已被改动：已核验", "audit chain broken:")
+            };
             let _ = writeln!(
                 out,
                 "{} {} {}{}{} {}",
-                lang.pick("审计链已被改动：已核验", "audit chain broken:"),
+                headline,
                 self.checked,
                 lang.pick("条事件", "events checked"),
                 lang.pick("，", ", "),
