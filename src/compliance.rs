@@ -466,8 +466,8 @@ fn missing_backups(
     for row in rows.iter().filter(|r| r.tier == Tier::Evidence.as_str()) {
         let reason = match services.store.backup() {
             None => Some(Text::new(
-                "未配置单独备份（[store.backup]）",
-                "no separate backup is configured ([store.backup])",
+                "未配置单独备份（S3 为 [store.backup]，本地存储为 [store.local] backup_dir）",
+                "no separate backup is configured ([store.backup] for S3, [store.local] backup_dir for the local store)",
             )),
             Some(backup) => match backup.head(Tier::Evidence, &row.key) {
                 Ok(Some(_)) => None,

@@ -328,6 +328,19 @@ pub struct StoreConfig {
     pub evidence_retention: EvidenceRetention,
     #[serde(default)]
     pub object_lock: ObjectLockUse,
+    /// Settings of the local backend.
+    #[serde(default)]
+    pub local: LocalTarget,
+}
+
+/// `[store.local]`: the local backend's own settings.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalTarget {
+    /// A second directory, ideally on another disk, that receives a
+    /// separate verified copy of the evidence tier (Article 12).
+    #[serde(default)]
+    pub backup_dir: Option<PathBuf>,
 }
 
 impl Default for StoreConfig {
@@ -348,6 +361,7 @@ impl Default for StoreConfig {
             multipart: MultipartConfig::default(),
             evidence_retention: EvidenceRetention::default(),
             object_lock: ObjectLockUse::default(),
+            local: LocalTarget::default(),
         }
     }
 }

@@ -198,6 +198,18 @@ enum AuditAction {
 enum StorageAction {
     /// Create missing buckets and install retention settings; report what each bucket supports
     Init,
+    /// Delete an object whose retention has ended, with its manifest and separate backup copy; refused before then and under legal hold (approver role)
+    Delete {
+        /// Tier of the object named by KEY
+        #[arg(long, value_enum, requires = "key")]
+        tier: Option<evidence::store::Tier>,
+        /// The object's key within its tier
+        #[arg(requires = "tier", conflicts_with = "sha256")]
+        key: Option<String>,
+        /// A recording's SHA-256, instead of --tier and KEY
+        #[arg(long, required_unless_present = "key")]
+        sha256: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -288,6 +300,25 @@ fn run(cli: Cli, lang: Lang) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print!("{}", report.render_text(lang));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Storage { action: StorageAction::Delete { tier, key, sha256 } } => {
+            authorize(&data_dir, "storage delete", evidence::roles::STORAGE_DELETE, lang)?;
+            let services = Services::open(&data_dir, lang)?;
+            let target = match (tier, key, sha256) {
+                (Some(tier), Some(key), _) => evidence::store::delete::Target::Key { tier, key },
+                (_, _, Some(sha256)) => evidence::store::delete::Target::Recording { sha256 },
+                _ => anyhow::bail!("{}", lang.pick("请给出 --tier 和 KEY，或 --sha256", "give --tier and KEY, or --sha256")),
+            };
+            let report = evidence::store::delete::delete(&services, &target)
+                .map_err(|e| anyhow::anyhow!(e.text().get(lang).to_string()))?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                for deleted in &report.deleted {
+                    println!("{} {} ({})", lang.pick("已删除", "deleted"), deleted.location, deleted.copy);
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

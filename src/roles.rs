@@ -27,6 +27,9 @@ pub const JUSTIFY: &[Role] = &[Role::Operator];
 pub const DELAY: &[Role] = &[Role::Operator];
 pub const PROMOTE: &[Role] = &[Role::Operator];
 pub const STORAGE_INIT: &[Role] = &[Role::Operator];
+/// Deleting footage whose retention ended is approved work, which a
+/// single-person installation never holds: it needs a configured person.
+pub const STORAGE_DELETE: &[Role] = &[Role::Approver];
 pub const WORKER: &[Role] = &[Role::Operator];
 pub const REPROCESS: &[Role] = &[Role::Operator];
 /// Reading findings and fixity is both the station's and the checker's work.

@@ -60,7 +60,11 @@ impl Services {
         let catalog = Catalog::open_configured(data_dir, &config.catalog)?;
         let retention = crate::store::retention::RetentionPolicy::from_config(&config.store);
         let store: Box<dyn ObjectStore> = match config.store.backend {
-            crate::config::Backend::Local => Box::new(LocalStore::open(&data_dir.join("store"))?.with_retention(retention)),
+            crate::config::Backend::Local => Box::new(
+                LocalStore::open(&data_dir.join("store"))?
+                    .with_retention(retention)
+                    .with_backup(config.store.local.backup_dir.as_deref(), data_dir)?,
+            ),
             crate::config::Backend::S3 => {
                 let resume = Catalog::open_configured(data_dir, &config.catalog)?;
                 Box::new(crate::store::s3::S3Store::open(&config.store, data_dir, Some(Arc::new(resume)))?)

@@ -746,3 +746,39 @@ fn postgres_catalog_with_the_old_part_checksum_column_is_renamed_keeping_its_row
         std::panic::resume_unwind(panic);
     }
 }
+
+#[test]
+fn storage_delete_is_refused_for_a_locked_object_and_under_legal_hold() {
+    let Some(server) = moto() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (data, name) = moto_setup(
+        dir.path(),
+        &server,
+        "ingest_tier = \"evidence\"\n[roles]\ntester = [\"operator\", \"approver\"]\n",
+    );
+    let file = footage(dir.path(), "HB0631_20240501170000.mp4", 200_000, 8);
+    let key = stored_key(&process(&data, &file));
+    let sha = sha256_of(&file);
+
+    let refused = run(&data, &["--lang", "zh", "storage", "delete", "--sha256", &sha]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("不能删除") && stderr.contains("保存期限至"), "{stderr}");
+
+    // The long-term copy is permanent and under legal hold on a server with lock.
+    let (output, _) = run_json(&data, &["promote", &sha, "--trigger", "media_presence"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let refused = run(&data, &["--lang", "en", "storage", "delete", "--tier", "longterm", &key]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("under legal hold"), "{stderr}");
+
+    let client = client(&server);
+    for prefix in ["evidence/", "longterm/"] {
+        assert_eq!(
+            runtime().block_on(sha256_of_object(&client, &name, &format!("{prefix}{key}"))),
+            sha,
+            "{prefix} copy kept"
+        );
+    }
+}

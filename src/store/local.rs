@@ -65,20 +65,13 @@ impl LocalStore {
     /// Sets the retention rule that deletion is checked against.
     pub fn with_retention(mut self, retention: RetentionPolicy) -> LocalStore {
         self.retention = retention;
-        if let Some(backup) = self.backup.take() {
-            let backup = Arc::try_unwrap(backup).unwrap_or_else(|shared| LocalStore {
-                root: shared.root.clone(),
-                retention,
-                backup: None,
-            });
-            self.backup = Some(Arc::new(backup.with_retention(retention)));
-        }
         self
     }
 
     /// Keeps a separate copy of the evidence tier under `dir` (relative to
-    /// `data_dir` when relative). The backup must be another directory
-    /// than the store itself, or it would be no copy at all.
+    /// `data_dir` when relative), under the retention rule set so far. The
+    /// backup must be another directory than the store itself, or it
+    /// would be no copy at all.
     pub fn with_backup(mut self, dir: Option<&Path>, data_dir: &Path) -> Result<LocalStore, StoreError> {
         let Some(dir) = dir else { return Ok(self) };
         let dir = data_dir.join(dir);

@@ -9,6 +9,7 @@
 //! Beside each object lies its manifest (`KEY.manifest.json`): hashes,
 //! size, source, tool versions, time and actor.
 
+pub mod delete;
 pub mod local;
 pub mod retention;
 pub mod s3;
@@ -83,6 +84,8 @@ pub enum StoreError {
         key: String,
         until: String,
     },
+    #[error("object {tier}/{key} is under legal hold; it cannot be deleted")]
+    LegalHold { tier: &'static str, key: String },
     #[error("object store request on {subject} failed: {message}")]
     Remote {
         subject: String,

@@ -608,6 +608,7 @@ async fn apply_lock(location: &Location, key: &str, lock: LockPlan) -> Result<()
 struct Head {
     bytes: u64,
     metadata: HashMap<String, String>,
+    legal_hold: bool,
 }
 
 async fn head(location: &Location, key: &str) -> Result<Option<Head>, StoreError> {
@@ -622,6 +623,7 @@ async fn head(location: &Location, key: &str) -> Result<Option<Head>, StoreError
         Ok(output) => Ok(Some(Head {
             bytes: output.content_length().unwrap_or_default().max(0) as u64,
             metadata: output.metadata().cloned().unwrap_or_default(),
+            legal_hold: output.object_lock_legal_hold_status() == Some(&ObjectLockLegalHoldStatus::On),
         })),
         Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
         Err(e) => Err(remote(location.url(key), e)),
@@ -1366,6 +1368,12 @@ impl ObjectStore for S3Store {
                 tier: tier.as_str(),
                 key: key.to_string(),
             })?;
+        if found.legal_hold {
+            return Err(StoreError::LegalHold {
+                tier: tier.as_str(),
+                key: key.to_string(),
+            });
+        }
         let retention = found.metadata.get("retention").and_then(|r| Retention::parse_label(r));
         match retention {
             Some(retention) if retention.has_ended(chrono::Utc::now()) => {}

@@ -1,0 +1,121 @@
+//! `storage delete` on the local store: refused before retention ends, in
+//! Chinese and English, refused without the approver role, and once
+//! retention has ended the object, its manifest and its separate backup
+//! copy are removed and each removal is a `delete` event in the audit chain.
+//! The same refusals on an S3 server with object lock are in `tests/s3.rs`.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use serde_json::Value;
+
+const SAMPLE: &str = "cases/base-10s.mp4";
+
+fn setup(config: &str) -> (tempfile::TempDir, String) {
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("config.toml"), config).unwrap();
+    let file = fixture(SAMPLE);
+    let output = run(data.path(), &["process", file.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    (data, sha256_of(&file))
+}
+
+fn delete(data: &Path, args: &[&str]) -> (std::process::Output, String) {
+    let mut full = vec!["storage", "delete"];
+    full.extend_from_slice(args);
+    let output = run(data, &full);
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    (output, stderr)
+}
+
+fn stored_path(data: &Path, sha256: &str) -> std::path::PathBuf {
+    let catalog = rusqlite::Connection::open(data.join("catalog.sqlite")).unwrap();
+    let (tier, key): (String, String) = catalog
+        .query_row("SELECT tier, key FROM recordings WHERE sha256 = ?1", [sha256], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    data.join("store").join(tier).join(key)
+}
+
+fn delete_events(data: &Path) -> Vec<(String, String)> {
+    let catalog = rusqlite::Connection::open(data.join("catalog.sqlite")).unwrap();
+    let mut statement = catalog
+        .prepare("SELECT object, detail_json FROM audit_events WHERE action = 'delete' ORDER BY seq")
+        .unwrap();
+    statement
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn deletion_before_retention_ends_is_refused_in_both_languages_and_keeps_the_original() {
+    let (data, sha256) = setup("[roles]\ntester = [\"operator\", \"approver\"]\n");
+    let stored = stored_path(data.path(), &sha256);
+    assert!(stored.exists(), "{}", stored.display());
+
+    let (output, stderr) = delete(data.path(), &["--lang", "zh", "--sha256", &sha256]);
+    assert!(!output.status.success());
+    assert!(stderr.contains("不能删除") && stderr.contains("保存期限至"), "{stderr}");
+    let key = stored.strip_prefix(data.path().join("store").join("routine")).unwrap();
+    let (output, stderr) = delete(data.path(), &["--lang", "en", "--tier", "routine", key.to_str().unwrap()]);
+    assert!(!output.status.success());
+    assert!(stderr.contains("under retention until"), "{stderr}");
+
+    assert_eq!(sha256_of(&stored), sha256, "the original is untouched");
+    assert!(delete_events(data.path()).is_empty(), "nothing was deleted, nothing is logged");
+}
+
+#[test]
+fn deletion_needs_the_approver_role() {
+    let (data, sha256) = setup("[roles]\ntester = [\"operator\", \"auditor\"]\n");
+    let (output, stderr) = delete(data.path(), &["--lang", "en", "--sha256", &sha256]);
+    assert!(!output.status.success());
+    assert!(stderr.contains("storage delete") && stderr.contains("approver"), "{stderr}");
+    assert!(stored_path(data.path(), &sha256).exists());
+}
+
+#[test]
+fn unknown_recording_is_named_in_both_languages() {
+    let (data, _) = setup("[roles]\ntester = [\"operator\", \"approver\"]\n");
+    let missing = "0".repeat(64);
+    let (output, stderr) = delete(data.path(), &["--lang", "zh", "--sha256", &missing]);
+    assert!(!output.status.success());
+    assert!(stderr.contains("目录中没有") && stderr.contains(&missing), "{stderr}");
+}
+
+#[test]
+fn deletion_after_retention_removes_object_manifest_and_backup_and_logs_each() {
+    let backup = tempfile::tempdir().unwrap();
+    let (data, sha256) = setup(&format!(
+        "ingest_tier = \"evidence\"\n[roles]\ntester = [\"operator\", \"approver\"]\n[store]\nevidence_retention = 0\n[store.local]\nbackup_dir = \"{}\"\n",
+        backup.path().display()
+    ));
+    let stored = stored_path(data.path(), &sha256);
+    let key = stored.strip_prefix(data.path().join("store").join("evidence")).unwrap().to_path_buf();
+    let backed_up = backup.path().join("evidence").join(&key);
+    assert_eq!(sha256_of(&backed_up), sha256, "ingest wrote the separate backup");
+
+    let mut args = vec!["storage", "delete", "--sha256", &sha256];
+    args.push("--json");
+    let output = run(data.path(), &args);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let copies: Vec<&str> = report["deleted"].as_array().unwrap().iter().map(|d| d["copy"].as_str().unwrap()).collect();
+    assert_eq!(copies, ["primary", "backup"]);
+    assert_eq!(report["sha256"], sha256.as_str());
+
+    for gone in [&stored, &backed_up] {
+        assert!(!gone.exists(), "{} is deleted", gone.display());
+        let manifest = format!("{}.manifest.json", gone.display());
+        assert!(!Path::new(&manifest).exists(), "{manifest} is deleted");
+    }
+    let events = delete_events(data.path());
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(events.iter().all(|(object, _)| *object == sha256));
+    assert!(events[0].1.contains("\"primary\"") && events[1].1.contains("\"backup\""), "{events:?}");
+}
