@@ -482,3 +482,79 @@ fn reads_at_the_end_of_a_command_are_anchored() {
         .unwrap()
         .contains(&format!("event #{last} is missing")));
 }
+
+/// Makes a data directory with the base fixture ingested and a redacted
+/// copy of it exported; returns it with the request id.
+fn exported_data() -> (tempfile::TempDir, String) {
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(
+        data.path().join("config.toml"),
+        "[roles]\ntester = [\"operator\", \"auditor\", \"disclosure\"]\nli = [\"approver\"]\n",
+    )
+    .unwrap();
+    let input = fixture("cases/base-10s.mp4");
+    let (output, _) = run_json(data.path(), &["process", input.to_str().unwrap()]);
+    assert!(output.status.success());
+    let spec = fixture("redact-example.json");
+    let (output, request) = run_json(
+        data.path(),
+        &[
+            "disclose",
+            "request",
+            "--purpose",
+            "litigation",
+            "--item",
+            &sha256_of(&input),
+            "--spec",
+            spec.to_str().unwrap(),
+        ],
+    );
+    assert!(output.status.success());
+    let id = request["request_id"].as_str().unwrap().to_string();
+    let approved = binary()
+        .env("EVIDENCE_ACTOR", "li")
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["disclose", "approve", &id])
+        .output()
+        .unwrap();
+    assert!(
+        approved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&approved.stderr)
+    );
+    let out = data.path().join("out");
+    let exported = run(
+        data.path(),
+        &["disclose", "export", &id, "--out", out.to_str().unwrap()],
+    );
+    assert!(
+        exported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exported.stderr)
+    );
+    (data, id)
+}
+
+#[test]
+fn exported_copies_are_looked_up() {
+    let (data, id) = exported_data();
+    let (output, report) = verify(data.path());
+    assert_eq!(output.status.code(), Some(0), "{report:#}");
+    // The original (ingest) and its public copy (export).
+    assert_eq!(report["objects_checked"], 2);
+
+    tamper(
+        data.path(),
+        &format!("DELETE FROM disclosure_exports WHERE request_id = '{id}'"),
+    );
+    let (output, report) = verify(data.path());
+    assert_eq!(output.status.code(), Some(3), "{report:#}");
+    let missing = report["objects_missing"].as_array().unwrap();
+    assert_eq!(missing.len(), 1, "{report:#}");
+    assert_eq!(missing[0]["action"], "export");
+    assert!(missing[0]["message"]["en"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("for request {id} is no longer located")));
+}

@@ -96,15 +96,16 @@ pub fn check_objects(
     catalog: &Catalog,
     events: &[AuditEventRow],
 ) -> Result<ObjectsReport, ObjectsError> {
-    let targets = targets(catalog, events)?;
+    let (targets, unlocated) = targets(catalog, events)?;
     let results: Vec<Result<Option<(bool, ObjectProblem)>, ObjectsError>> = targets
         .par_iter()
         .map(|target| check(store, target))
         .collect();
 
     let mut report = ObjectsReport {
-        checked: targets.len(),
-        ..ObjectsReport::default()
+        checked: targets.len() + unlocated.len(),
+        missing: unlocated,
+        changed: Vec::new(),
     };
     for result in results {
         match result? {
@@ -117,8 +118,14 @@ pub fn check_objects(
 }
 
 /// Collects the objects named by ingest, derive and export events, each
-/// once, under the first event that names it.
-fn targets(catalog: &Catalog, events: &[AuditEventRow]) -> Result<Vec<Target>, ObjectsError> {
+/// once, under the first event that names it. Also returns, as missing,
+/// each exported copy whose export event records its SHA-256 but whose
+/// location the catalog no longer has.
+fn targets(
+    catalog: &Catalog,
+    events: &[AuditEventRow],
+) -> Result<(Vec<Target>, Vec<ObjectProblem>), ObjectsError> {
+    let mut unlocated = Vec::new();
     let deleted: HashSet<&str> = events
         .iter()
         .filter(|e| e.action == "delete")
@@ -176,6 +183,18 @@ fn targets(catalog: &Catalog, events: &[AuditEventRow]) -> Result<Vec<Target>, O
                         request: event.object.clone(),
                         source,
                     })?;
+                let recorded: Vec<String> = detail["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|item| item.as_str().map(str::to_ascii_lowercase))
+                    .collect();
+                for sha256 in recorded
+                    .iter()
+                    .filter(|sha| !copies.iter().any(|c| c.sha256.eq_ignore_ascii_case(sha)))
+                {
+                    unlocated.push(unlocated_copy(event, sha256));
+                }
                 for copy in copies {
                     add(Target {
                         seq: event.seq,
@@ -192,7 +211,32 @@ fn targets(catalog: &Catalog, events: &[AuditEventRow]) -> Result<Vec<Target>, O
     }
     let mut targets: Vec<Target> = found.into_values().collect();
     targets.sort_by_key(|t| t.seq);
-    Ok(targets)
+    Ok((targets, unlocated))
+}
+
+/// Describes an exported copy that the catalog no longer locates.
+fn unlocated_copy(event: &AuditEventRow, sha256: &str) -> ObjectProblem {
+    let prefix = format!("disclosures/{}/", event.object);
+    ObjectProblem {
+        seq: event.seq,
+        action: event.action.clone(),
+        tier: Tier::Public,
+        key: prefix.clone(),
+        sha256: sha256.to_string(),
+        bytes: None,
+        found_bytes: None,
+        found_sha256: None,
+        message: Text::new(
+            format!(
+                "事件 #{} 记录的导出副本 {sha256}（调取申请 {}）在目录库中已无存放位置记录",
+                event.seq, event.object
+            ),
+            format!(
+                "exported copy {sha256} that event #{} recorded for request {} is no longer located by the catalog",
+                event.seq, event.object
+            ),
+        ),
+    }
 }
 
 /// Checks one object: `None` when it is as recorded, otherwise the
