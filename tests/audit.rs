@@ -558,3 +558,44 @@ fn exported_copies_are_looked_up() {
         .unwrap()
         .contains(&format!("for request {id} is no longer located")));
 }
+
+#[test]
+fn anchors_in_s3_store_reveal_cut_tail() {
+    let vars = ["ENDPOINT", "KEY_ID", "SECRET"]
+        .map(|name| std::env::var(format!("EVIDENCE_TEST_MOTO_{name}")));
+    let [Ok(endpoint), Ok(key_id), Ok(secret)] = vars else {
+        eprintln!("\n!!! SKIPPED: EVIDENCE_TEST_MOTO_* not set; run scripts/test.sh (it starts moto) !!!\n");
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    std::fs::write(
+        data.path().join("config.toml"),
+        format!(
+            "[roles]\ntester = [\"operator\", \"auditor\"]\n\n[store]\nbackend = \"s3\"\n\
+             endpoint = \"{endpoint}\"\nregion = \"us-east-1\"\naccess_key_id = \"{key_id}\"\n\
+             secret_access_key = \"{secret}\"\nbucket = \"anchors-{}\"\n",
+            nanos % 1_000_000_000_000
+        ),
+    )
+    .unwrap();
+    assert!(run(data.path(), &["storage", "init"]).status.success());
+    assert!(run(data.path(), &process_args()).status.success());
+    let (output, before) = verify(data.path());
+    assert_eq!(output.status.code(), Some(0), "{before:#}");
+    assert_eq!(before["anchor"]["seq"], before["checked"]);
+    assert_eq!(before["objects_checked"], 5);
+
+    let last = before["checked"].as_i64().unwrap();
+    tamper(
+        data.path(),
+        &format!("DELETE FROM audit_events WHERE seq = {last}"),
+    );
+    let (output, report) = verify(data.path());
+    assert_eq!(output.status.code(), Some(3), "{report:#}");
+    assert_eq!(report["missing_tail"]["to_seq"], last);
+    assert_eq!(report["missing_tail"]["anchor_hash"], before["head_hash"]);
+}

@@ -4,9 +4,9 @@
 //! An intact chain proves nothing about the footage it describes: an original
 //! deleted or swapped behind the product's back leaves every event in
 //! place. So `audit verify` also looks up each object that an ingest,
-//! derive or export event names: it must still exist, its manifest must
-//! carry the SHA-256 the event recorded, and its size must match the
-//! manifest (and the event, where the event recorded one). Re-hashing every
+//! derive or export event names. The object must still exist, and its
+//! manifest must carry the SHA-256 the event recorded. Its size must match
+//! the manifest, and the event where the event recorded one. Re-hashing every
 //! byte is `evidence verify`'s job; this check costs one `head` and one
 //! manifest read per object.
 
