@@ -186,7 +186,10 @@ pub fn make_clip(
     for version in unlisted_versions(services.store.as_ref(), &prefix, &versions) {
         let key = format!("{prefix}v{version}.mp4");
         match read_clip_manifest(services.store.as_ref(), &key) {
-            Some(stored) if stored.plan_sha256.as_deref() == Some(plan_sha256.as_str()) => {
+            Some(stored)
+                if stored.plan_sha256.as_deref() == Some(plan_sha256.as_str())
+                    && stored.clip.key == key =>
+            {
                 if let Some(report) =
                     adopt_with_manifest(services, case, unit, stored, &plan_sha256)?
                 {
