@@ -207,4 +207,13 @@ fn approved_export_is_watermarked_receipted_and_kept() {
     let view = json(&as_actor(&data, "li", &["--json", "disclose", "show", &id]));
     assert_eq!(view["status"], "exported");
     assert_eq!(view["exports"][0]["actor"], "wang");
+
+    let fixity = json(&as_actor(&data, "tester", &["--json", "verify", "--tier", "public"]));
+    let objects = fixity["objects"].as_array().unwrap();
+    let failures: Vec<_> = objects.iter().filter(|o| o["status"] != "ok").collect();
+    assert!(failures.is_empty(), "every kept export record verifies: {failures:#?}");
+    let keys: Vec<&str> = objects.iter().map(|o| o["key"].as_str().unwrap()).collect();
+    for suffix in ["/receipt.json", "/receipt.txt", ".redaction.json", ".mp4"] {
+        assert!(keys.iter().any(|k| k.ends_with(suffix)), "{suffix} is checked: {keys:?}");
+    }
 }

@@ -482,9 +482,7 @@ pub fn export(
         let log_path = redact::log_path(&output);
         let log_key = format!("{key}{}", redact::LOG_SUFFIX);
         let log_bytes = std::fs::read(&log_path).map_err(io(&log_path))?;
-        services
-            .store
-            .put_small(Tier::Public, &log_key, &log_bytes)?;
+        keep_record(services, &log_key, &log_bytes, &key)?;
         exported.push(receipt::ExportedItem {
             position: item.position,
             item: item.item.clone(),
@@ -510,16 +508,8 @@ pub fn export(
     write_new(&json_path, &receipt_json)?;
     write_new(&text_path, receipt_text.as_bytes())?;
     let prefix = format!("disclosures/{request_id}");
-    services.store.put_small(
-        Tier::Public,
-        &format!("{prefix}/receipt.json"),
-        &receipt_json,
-    )?;
-    services.store.put_small(
-        Tier::Public,
-        &format!("{prefix}/receipt.txt"),
-        receipt_text.as_bytes(),
-    )?;
+    keep_record(services, &format!("{prefix}/receipt.json"), &receipt_json, &prefix)?;
+    keep_record(services, &format!("{prefix}/receipt.txt"), receipt_text.as_bytes(), &prefix)?;
 
     for item in &receipt.items {
         services.catalog.record_disclosure_export(
@@ -555,6 +545,15 @@ pub fn export(
         receipt_json: json_path.display().to_string(),
         receipt_text: text_path.display().to_string(),
     })
+}
+
+/// Stores a record of the export (redaction log, receipt) in the public
+/// tier with its manifest, so that fixity checks can verify it like the
+/// copies it describes.
+fn keep_record(services: &Services, key: &str, bytes: &[u8], made_from: &str) -> Result<(), DiscloseError> {
+    services.store.put_small(Tier::Public, key, bytes)?;
+    Manifest::for_report(Tier::Public, key, bytes, made_from, &services.actor).store(services.store.as_ref())?;
+    Ok(())
 }
 
 /// Stores an exported copy in the public tier with its manifest; returns the key.
