@@ -105,17 +105,19 @@ pub fn build(
     rendered: &Path,
     outcome: Outcome,
 ) -> Result<RedactionLog, RedactError> {
-    let index = read_index(rendered).map_err(|e| RedactError::Verify(e.to_string()))?;
+    let index = read_index(rendered).map_err(|e| RedactError::Verify(e.text()))?;
     let video = index
         .tracks
         .iter()
         .find(|t| t.kind == TrackKind::Video)
-        .ok_or_else(|| RedactError::Verify("the output has no video track".into()))?;
+        .ok_or_else(|| {
+            RedactError::Verify(Text::new("输出文件没有视频轨道", "the output has no video track"))
+        })?;
     let frames = video.samples.len() as u64;
     if frames != outcome.frames {
-        return Err(RedactError::Verify(format!(
-            "the output holds {frames} frames but {} were written",
-            outcome.frames
+        return Err(RedactError::Verify(Text::new(
+            format!("输出文件有 {frames} 帧，但写入了 {} 帧", outcome.frames),
+            format!("the output holds {frames} frames but {} were written", outcome.frames),
         )));
     }
     // Smart render copies every sample with the edit list; a full render
@@ -126,8 +128,9 @@ pub fn build(
     };
     if let Some(expected) = expected {
         if expected != frames {
-            return Err(RedactError::Verify(format!(
-                "the original holds {expected} frames but the output {frames}"
+            return Err(RedactError::Verify(Text::new(
+                format!("原始文件有 {expected} 帧，但输出文件有 {frames} 帧"),
+                format!("the original holds {expected} frames but the output {frames}"),
             )));
         }
     }

@@ -80,8 +80,8 @@ pub enum RedactError {
     },
     #[error("pipeline {name} failed: {message}")]
     Pipeline { name: &'static str, message: String },
-    #[error("output check failed: {0}")]
-    Verify(String),
+    #[error("output check failed: {}", .0.en)]
+    Verify(Text),
     #[error("stopped because another part of the same redaction failed")]
     Cancelled,
 }
@@ -116,7 +116,7 @@ impl RedactError {
                 format!("脱敏规格字段 {field}：遮罩完全位于 {width}x{height} 画面之外")
             }
             RedactError::Pipeline { name, message } => format!("处理管道 {name} 失败：{message}"),
-            RedactError::Verify(message) => format!("输出检查失败：{message}"),
+            RedactError::Verify(message) => format!("输出检查失败：{}", message.zh),
             RedactError::Cancelled => "同一脱敏任务的另一部分失败，已停止".to_string(),
         };
         Text::new(zh, en)
