@@ -111,13 +111,19 @@ pub fn build(
         .iter()
         .find(|t| t.kind == TrackKind::Video)
         .ok_or_else(|| {
-            RedactError::Verify(Text::new("输出文件没有视频轨道", "the output has no video track"))
+            RedactError::Verify(Text::new(
+                "输出文件没有视频轨道",
+                "the output has no video track",
+            ))
         })?;
     let frames = video.samples.len() as u64;
     if frames != outcome.frames {
         return Err(RedactError::Verify(Text::new(
             format!("输出文件有 {frames} 帧，但写入了 {} 帧", outcome.frames),
-            format!("the output holds {frames} frames but {} were written", outcome.frames),
+            format!(
+                "the output holds {frames} frames but {} were written",
+                outcome.frames
+            ),
         )));
     }
     // Smart render copies every sample with the edit list; a full render
