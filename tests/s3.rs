@@ -607,9 +607,15 @@ fn promotion_copies_into_longterm_under_legal_hold_and_keeps_the_original() {
     assert_eq!(fixity["checked"], 1);
 }
 
-/// Hands the store a file to send from, as ingest does, changes the file
-/// after its bytes were written and hashed, and commits.
-fn commit_after_the_source_changed(server: &Server, bytes: usize, multipart: &str) -> (String, evidence::store::StoreError) {
+/// Hands the store a file to send from, as ingest does, changes the
+/// file's bytes from `changed_from` on after they were written and hashed,
+/// and commits.
+fn commit_after_the_source_changed(
+    server: &Server,
+    bytes: usize,
+    changed_from: usize,
+    multipart: &str,
+) -> (String, evidence::store::StoreError) {
     use evidence::store::{ObjectStore, Tier};
     use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
@@ -630,7 +636,10 @@ fn commit_after_the_source_changed(server: &Server, bytes: usize, multipart: &st
     let sm3 = hex::encode(sm3::Sm3::digest(&original));
     staged.set_digests(&sha256, &sm3);
     // Same size, other bytes: a copy into the incoming folder that went on.
-    footage(dir.path(), "HB0631_20240501160000.mp4", bytes, 22);
+    let other = std::fs::read(footage(dir.path(), "other.mp4", bytes, 22)).unwrap();
+    let mut changed = original.clone();
+    changed[changed_from..].copy_from_slice(&other[changed_from..]);
+    std::fs::write(&file, changed).unwrap();
 
     let key = format!("originals/2024/05/01/HB0631/{sha256}.mp4");
     let error = staged.commit(Tier::Routine, &key, &sha256).unwrap_err();
@@ -649,6 +658,7 @@ fn upload_source_changed_after_hashing_is_refused_in_parts_on_a_server_that_chec
     let (_, error) = commit_after_the_source_changed(
         &server,
         (12 << 20) + 77,
+        0,
         "[store.multipart]\nthreshold_mib = 8\npart_size_mib = 5\nconcurrency = 2\nmemory_budget_mib = 10\n",
     );
     match error {
@@ -662,7 +672,7 @@ fn upload_source_changed_after_hashing_is_refused_in_parts_on_a_server_that_chec
 #[test]
 fn upload_source_changed_after_hashing_is_refused_in_one_put() {
     let Some(server) = moto() else { return };
-    let (_, error) = commit_after_the_source_changed(&server, 300_000, "");
+    let (_, error) = commit_after_the_source_changed(&server, 300_000, 0, "");
     assert!(
         matches!(error, evidence::store::StoreError::SourceChanged { offset: 0, end: 300_000, .. }),
         "{error}"
@@ -780,5 +790,26 @@ fn storage_delete_is_refused_for_a_locked_object_and_under_legal_hold() {
             sha,
             "{prefix} copy kept"
         );
+    }
+}
+
+#[test]
+fn upload_source_changed_in_a_late_part_is_refused_by_a_server_that_checks_parts() {
+    let _serial = GARAGE.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(server) = garage() else { return };
+    // Parts 1 and 2 go first and are echoed by Garage, so part 3 is no
+    // longer hashed before sending: Garage refuses it, and the product
+    // names the changed source.
+    let (_, error) = commit_after_the_source_changed(
+        &server,
+        (12 << 20) + 77,
+        10 << 20,
+        "[store.multipart]\nthreshold_mib = 8\npart_size_mib = 5\nconcurrency = 2\nmemory_budget_mib = 10\n",
+    );
+    match error {
+        evidence::store::StoreError::SourceChanged { offset, end, .. } => {
+            assert_eq!((offset, end), (10 << 20, (12 << 20) + 77), "the last part is named")
+        }
+        other => panic!("expected SourceChanged, got {other}"),
     }
 }

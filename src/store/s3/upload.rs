@@ -18,6 +18,7 @@
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -163,22 +164,22 @@ impl Drop for PooledPart {
 }
 
 impl PartPool {
-    /// Reads `length` bytes at `offset` into a pooled buffer and checks
-    /// them against the part's SHA-256 taken when they were written: the
-    /// source may be the caller's own file, which could have changed
-    /// since, and a server that does not check part checksums would
-    /// otherwise store the changed bytes.
+    /// Reads `length` bytes at `offset` into a pooled buffer and, when
+    /// `digest` is given, checks them against the part's SHA-256 taken
+    /// when they were written: the source may be the caller's own file,
+    /// which could have changed since, and a server that does not check
+    /// part checksums would otherwise store the changed bytes.
     fn read(
         pool: &Arc<PartPool>,
         source: &Path,
         offset: u64,
         length: usize,
-        digest: &[u8; 32],
+        digest: Option<&[u8; 32]>,
     ) -> Result<Bytes, StoreError> {
         let mut buffer = pool.free.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
         buffer.resize(length, 0);
         read_exact_at(source, offset, &mut buffer)?;
-        if Sha256::digest(&buffer).as_slice() != digest {
+        if digest.is_some_and(|digest| Sha256::digest(&buffer).as_slice() != digest) {
             return Err(StoreError::SourceChanged {
                 path: source.to_path_buf(),
                 offset,
@@ -490,6 +491,10 @@ impl Multipart<'_> {
     ) -> Result<(Vec<PartRow>, bool), StoreError> {
         let permits = Arc::new(Semaphore::new(self.settings.parallel_parts));
         let pool = Arc::new(PartPool::default());
+        // Once the server has echoed a part's SHA-256 it checks every part
+        // on receipt, and hashing each part here a second time would only
+        // take a core from it; a refused part is then looked at again.
+        let server_checks = Arc::new(AtomicBool::new(false));
         let mut tasks = JoinSet::new();
         let mut sent = Vec::new();
         let mut confirmed = true;
@@ -514,11 +519,16 @@ impl Multipart<'_> {
             let digest = self.parts[number as usize - 1];
             let checksum = part_checksum(&digest);
             let pool = pool.clone();
+            let server_checks = server_checks.clone();
             tasks.spawn(async move {
                 let _permit = permit;
-                let bytes = tokio::task::spawn_blocking(move || PartPool::read(&pool, &spool, offset, length, &digest))
-                    .await
-                    .expect("reading a part does not panic")?;
+                let check_here = !server_checks.load(Ordering::Relaxed);
+                let source = spool.clone();
+                let bytes = tokio::task::spawn_blocking(move || {
+                    PartPool::read(&pool, &source, offset, length, check_here.then_some(&digest))
+                })
+                .await
+                .expect("reading a part does not panic")?;
                 limiter.reserve(length as u64).await;
                 let output = location
                     .client
@@ -532,9 +542,30 @@ impl Multipart<'_> {
                     .customize()
                     .disable_payload_signing()
                     .send()
-                    .await
-                    .map_err(|e| remote(format!("{target} part {number}"), e))?;
+                    .await;
+                let output = match output {
+                    Ok(output) => output,
+                    Err(error) => {
+                        let refused_checksum = error
+                            .code()
+                            .is_some_and(|code| code.contains("Digest") || code.contains("Checksum"));
+                        let error = remote(format!("{target} part {number}"), error);
+                        if refused_checksum {
+                            // Name a source that changed rather than the server's code.
+                            let pool = Arc::new(PartPool::default());
+                            tokio::task::spawn_blocking(move || {
+                                PartPool::read(&pool, &spool, offset, length, Some(&digest)).map(|_| ())
+                            })
+                            .await
+                            .expect("reading a part does not panic")?;
+                        }
+                        return Err(error);
+                    }
+                };
                 let echoed = output.checksum_sha256() == Some(checksum.as_str());
+                if echoed {
+                    server_checks.store(true, Ordering::Relaxed);
+                }
                 let part = PartRow {
                     part_number: number,
                     bytes: length as u64,
