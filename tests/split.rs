@@ -871,7 +871,7 @@ fn stored_names(dir: &Path) -> Vec<String> {
 }
 
 #[test]
-fn clip_stored_before_its_catalog_row_is_adopted_by_the_rerun() {
+fn stored_clip_without_row_is_adopted() {
     let data = tempfile::tempdir().unwrap();
     let case = fixture("cases/session/case.json");
     let mut args = vec!["split", "--case", case.to_str().unwrap()];
@@ -929,7 +929,7 @@ fn clip_stored_before_its_catalog_row_is_adopted_by_the_rerun() {
 }
 
 #[test]
-fn changed_case_record_after_a_stop_still_makes_a_new_version() {
+fn changed_record_after_stop_adds_version() {
     let data = tempfile::tempdir().unwrap();
     let case = fixture("cases/session/case.json");
     let mut args = vec!["split", "--case", case.to_str().unwrap()];
@@ -966,4 +966,78 @@ fn changed_case_record_after_a_stop_still_makes_a_new_version() {
             "v2.mp4.manifest.json"
         ]
     );
+}
+
+/// Points the data directory's store at the test Garage server that
+/// `scripts/s3-servers.sh` starts, in a bucket no earlier run used.
+/// Returns false, with a notice on stderr, when its variables are not set.
+fn use_garage(data_dir: &Path) -> bool {
+    let var = |name: &str| std::env::var(format!("EVIDENCE_TEST_GARAGE_{name}")).ok();
+    let (Some(endpoint), Some(key_id), Some(secret)) =
+        (var("ENDPOINT"), var("KEY_ID"), var("SECRET"))
+    else {
+        eprintln!("\n!!! SKIPPED: EVIDENCE_TEST_GARAGE_* not set; run scripts/test.sh (it starts Garage) !!!\n");
+        return false;
+    };
+    let region = var("REGION").unwrap_or_else(|| "garage".to_string());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let config = format!(
+        "[store]\nbackend = \"s3\"\nendpoint = \"{endpoint}\"\nregion = \"{region}\"\n\
+         access_key_id = \"{key_id}\"\nsecret_access_key = \"{secret}\"\n\
+         bucket = \"split-{}\"\n",
+        nanos % 1_000_000_000_000
+    );
+    std::fs::write(data_dir.join("config.toml"), config).unwrap();
+    true
+}
+
+#[test]
+fn s3_clip_without_row_is_adopted() {
+    let data = tempfile::tempdir().unwrap();
+    if !use_garage(data.path()) {
+        return;
+    }
+    let output = run(data.path(), &["storage", "init"]);
+    assert!(
+        output.status.success(),
+        "storage init failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let case = fixture("cases/session/case.json");
+    let mut args = vec!["split", "--case", case.to_str().unwrap()];
+    let chapters: Vec<String> = SESSION
+        .iter()
+        .map(|p| fixture(p).display().to_string())
+        .collect();
+    args.extend(chapters.iter().map(String::as_str));
+    let (output, first) = run_json(data.path(), &args);
+    assert!(
+        output.status.success(),
+        "split failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(clip(&first, "U1")["status"], "created");
+    assert_eq!(
+        clip(&first, "U1")["key"],
+        "clips/QY-2024-0501-001/U1/HB0631/v1.mp4"
+    );
+    let rows = clip_rows(data.path());
+
+    // The rerun finds the stored versions and their manifests through the
+    // S3 listing and writes the rows back.
+    forget_clip_rows(data.path());
+    let (output, rerun) = run_json(data.path(), &["split", "--case", case.to_str().unwrap()]);
+    assert!(output.status.success());
+    for unit in ["U1", "U2"] {
+        assert_eq!(clip(&rerun, unit)["status"], "recovered", "{unit}");
+        assert_eq!(clip(&rerun, unit)["version"], 1, "{unit}");
+        assert_eq!(clip(&rerun, unit)["sha256"], clip(&first, unit)["sha256"]);
+    }
+    assert_eq!(clip_rows(data.path()), rows);
+
+    let (output, verify) = run_json(data.path(), &["verify"]);
+    assert!(output.status.success(), "verify failed: {verify}");
 }

@@ -257,6 +257,7 @@ pub fn make_clip(
             (orphan, key, ClipStatus::Recovered, info)
         }
         None => {
+            staged.set_digests(&sha256, &sm3);
             let info = staged
                 .commit(CLIP_TIER, &key, &sha256)
                 .map_err(store_error(&key))?;
