@@ -354,6 +354,8 @@ fn register(
         created_at: created_at.to_rfc3339(),
         actor: actor.to_string(),
     })?;
+    // NOTE: a run stopped between the row and this event leaves the clip
+    // without its `derive` event, and the rerun reports it unchanged.
     crate::audit::record(services, crate::audit::Action::Derive, &object, detail)
         .map_err(|e| SplitError::Catalog(e.into_catalog()))?;
     Ok(())
