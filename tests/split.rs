@@ -861,6 +861,16 @@ fn clip_rows(data_dir: &Path) -> Vec<(String, u32, String)> {
     rows.map(Result::unwrap).collect()
 }
 
+/// Objects of the `derive` events in the audit chain, in chain order.
+fn derive_events(data_dir: &Path) -> Vec<String> {
+    let catalog = rusqlite::Connection::open(data_dir.join("catalog.sqlite")).unwrap();
+    let mut statement = catalog
+        .prepare("SELECT object FROM audit_events WHERE action = 'derive' ORDER BY seq")
+        .unwrap();
+    let rows = statement.query_map([], |row| row.get(0)).unwrap();
+    rows.map(Result::unwrap).collect()
+}
+
 fn stored_names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -883,6 +893,8 @@ fn stored_clip_without_row_is_adopted() {
     let (output, first) = run_json(data.path(), &args);
     assert!(output.status.success());
     let rows = clip_rows(data.path());
+    let derived = derive_events(data.path());
+    assert_eq!(derived.len(), 2, "one derive event per clip");
     let clips_dir = data
         .path()
         .join("store/evidence/clips/QY-2024-0501-001/U1/HB0631");
@@ -926,6 +938,55 @@ fn stored_clip_without_row_is_adopted() {
     let (_, again) = run_json(data.path(), &["split", "--case", case.to_str().unwrap()]);
     assert_eq!(clip(&again, "U1")["status"], "unchanged");
     assert_eq!(clip_rows(data.path()), rows);
+    assert_eq!(derive_events(data.path()), derived, "no event is repeated");
+}
+
+#[test]
+fn missing_derive_event_is_written_on_rerun() {
+    let data = tempfile::tempdir().unwrap();
+    let case = fixture("cases/session/case.json");
+    let mut args = vec!["split", "--case", case.to_str().unwrap()];
+    let chapters: Vec<String> = SESSION
+        .iter()
+        .map(|p| fixture(p).display().to_string())
+        .collect();
+    args.extend(chapters.iter().map(String::as_str));
+    let (output, _) = run_json(data.path(), &args);
+    assert!(output.status.success());
+    let derived = derive_events(data.path());
+
+    // Stopped after the catalog rows but before the audit events: the
+    // events are the last ones in the chain, so dropping them leaves the
+    // chain a stopped run leaves.
+    let catalog = rusqlite::Connection::open(data.path().join("catalog.sqlite")).unwrap();
+    let last: i64 = catalog
+        .query_row("SELECT MAX(seq) FROM audit_events", [], |row| row.get(0))
+        .unwrap();
+    let first_derive: i64 = catalog
+        .query_row(
+            "SELECT MIN(seq) FROM audit_events WHERE action = 'derive'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        last - first_derive,
+        1,
+        "the two derive events end the chain"
+    );
+    catalog
+        .execute("DELETE FROM audit_events WHERE action = 'derive'", [])
+        .unwrap();
+    drop(catalog);
+
+    let (output, rerun) = run_json(data.path(), &["split", "--case", case.to_str().unwrap()]);
+    assert!(output.status.success());
+    assert_eq!(clip(&rerun, "U1")["status"], "unchanged");
+    let mut written = derive_events(data.path());
+    written.sort();
+    let mut expected = derived;
+    expected.sort();
+    assert_eq!(written, expected);
 }
 
 #[test]

@@ -175,6 +175,9 @@ pub fn make_clip(
         if latest.plan_sha256 == plan_sha256 && stored.is_some() {
             if let Ok(mut report) = serde_json::from_str::<ClipReport>(&latest.report_json) {
                 tracing::info!(key = %latest.key, "clip unchanged; no new version");
+                // A run stopped between the row and its audit event left
+                // the event out; it is written now, once.
+                record_derived(services, case, unit, &report)?;
                 report.status = ClipStatus::Unchanged;
                 return Ok(report);
             }
@@ -326,7 +329,7 @@ fn store_error(key: &str) -> impl FnOnce(StoreError) -> SplitError {
     move |source| SplitError::Store { key, source }
 }
 
-/// Writes a stored clip's catalog row and its audit event.
+/// Writes a stored clip's catalog row, then its audit event.
 fn register(
     services: &Services,
     case: &CaseRecord,
@@ -336,8 +339,6 @@ fn register(
     created_at: DateTime<Utc>,
     actor: &str,
 ) -> Result<(), SplitError> {
-    let object = format!("{}/{}", CLIP_TIER.as_str(), report.key);
-    let detail = serde_json::json!({ "case": case.case_id, "unit": unit.unit_id, "device": report.device, "version": report.version, "sha256": report.sha256 });
     services.catalog.insert_clip(&ClipRow {
         case_id: case.case_id.clone(),
         unit_id: unit.unit_id.clone(),
@@ -354,11 +355,21 @@ fn register(
         created_at: created_at.to_rfc3339(),
         actor: actor.to_string(),
     })?;
-    // NOTE: a run stopped between the row and this event leaves the clip
-    // without its `derive` event, and the rerun reports it unchanged.
-    crate::audit::record(services, crate::audit::Action::Derive, &object, detail)
-        .map_err(|e| SplitError::Catalog(e.into_catalog()))?;
-    Ok(())
+    record_derived(services, case, unit, report)
+}
+
+/// Writes the clip's `derive` audit event unless the chain already has
+/// one for the clip, so that an adopted or rerun clip is logged once.
+fn record_derived(
+    services: &Services,
+    case: &CaseRecord,
+    unit: &Unit,
+    report: &ClipReport,
+) -> Result<(), SplitError> {
+    let object = format!("{}/{}", CLIP_TIER.as_str(), report.key);
+    let detail = serde_json::json!({ "case": case.case_id, "unit": unit.unit_id, "device": report.device, "version": report.version, "sha256": report.sha256 });
+    crate::audit::record_once(services, crate::audit::Action::Derive, &object, detail)
+        .map_err(|e| SplitError::Catalog(e.into_catalog()))
 }
 
 /// The fields of a stored clip manifest that adopting its clip reads.
