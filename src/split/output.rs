@@ -7,11 +7,11 @@
 //! N + 1. Nothing is ever overwritten, so every version handed out stays.
 //!
 //! A clip is stored before its catalog row is written, so a run stopped in
-//! between leaves a stored version the catalog does not know. The plan hash
-//! is kept in the clip's manifest, and the next run with the same plan
-//! adopts that version (writes the missing row) instead of cutting a
-//! duplicate; a version stored without its manifest is adopted when a fresh
-//! cut of the plan has the same SHA-256.
+//! between leaves a stored version that has no catalog row. The plan hash
+//! is kept in the clip's manifest. The next run with the same plan adopts
+//! that version (writes the missing row) instead of cutting a duplicate.
+//! A version stored without its manifest is adopted when a fresh cut of
+//! the plan has the same SHA-256.
 
 use std::io::{self, Read, Write};
 use std::time::Instant;
