@@ -143,9 +143,17 @@ fn sha256_staged(path: &Path) -> io::Result<String> {
     }
     // SAFETY: the file is this process's own staging file, written to the
     // end and no longer changed or truncated while the mapping lives.
-    let map = unsafe { memmap2::Mmap::map(&file)? };
-    map.advise(memmap2::Advice::Sequential)?;
-    Ok(hex::encode(Sha256::digest(&map[..])))
+    match unsafe { memmap2::Mmap::map(&file) } {
+        Ok(map) => {
+            let _ = map.advise(memmap2::Advice::Sequential);
+            Ok(hex::encode(Sha256::digest(&map[..])))
+        }
+        // A file system that cannot map files is read through a buffer.
+        Err(error) => {
+            tracing::debug!(path = %path.display(), %error, "staging file not mapped; reading it instead");
+            sha256_file(path)
+        }
+    }
 }
 
 struct LocalStaged {
