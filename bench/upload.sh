@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Times storing the ~1 GB bench recording in a local Garage with the product
-# (`evidence process` with the S3 backend: SHA-256 and SM3 in one pass, spool
-# with a SHA-256 per part, multipart upload with each part's SHA-256 checked
-# by the server, the composite checksum compared, probe and continuity) and
-# with `aws s3 cp` (awscli, which neither hashes nor verifies), in one run,
-# and prints the ratio (awscli time / product time; target >= 1) and the
-# peak memory of each, from /usr/bin/time -v. The same file is also stored
+# (`evidence process` with the S3 backend: SHA-256, SM3 and a SHA-256 per
+# part in one pass, multipart upload from the incoming file with each part's
+# SHA-256 checked by the server, the composite checksum compared, probe and
+# continuity) and with `aws s3 cp` (awscli, which sends CRC32 per part and
+# verifies nothing else), in one run, and prints the ratio (awscli time /
+# product time; target >= 1) and the peak memory of each, from
+# /usr/bin/time -v. The same file is also stored
 # with the local backend, for what the S3 path adds.
 #
 # Garage comes from scripts/s3-servers.sh (started here when not running).

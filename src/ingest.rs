@@ -26,7 +26,8 @@ use crate::runner::Services;
 use crate::store::{key_segment, Manifest, Source, StoreError, Tier, ToolVersions};
 
 /// Chunk size of the single read pass: large enough for sequential disk
-/// speed, and each chunk is hashed by both digests in parallel.
+/// speed, and each chunk is hashed by both digests in parallel while the
+/// next is read.
 const CHUNK_BYTES: usize = 4 << 20;
 
 /// Device segment of the key when neither name nor container names one.
@@ -289,26 +290,31 @@ enum CopyError {
 }
 
 /// Streams `input` into `output`, hashing each chunk with SHA-256 and SM3
-/// on two threads while the next write waits; returns both digests and the size.
+/// on two threads while the chunk is written and the next one is read;
+/// returns both digests and the size. SM3 is the slowest of these, so it
+/// sets the pace and everything else hides behind it.
 fn copy_and_hash(
-    input: &mut dyn Read,
+    input: &mut (dyn Read + Send),
     output: &mut (dyn Write + Send),
     progress: Option<&ProgressBar>,
 ) -> Result<(String, String, u64), CopyError> {
     let mut sha256 = Sha256::new();
     let mut sm3 = Sm3::new();
-    let mut buffer = vec![0u8; CHUNK_BYTES];
+    let mut current = vec![0u8; CHUNK_BYTES];
+    let mut next = vec![0u8; CHUNK_BYTES];
     let mut total = 0u64;
-    loop {
-        let n = read_full(input, &mut buffer).map_err(CopyError::Read)?;
-        if n == 0 {
-            break;
-        }
-        let chunk = &buffer[..n];
-        let (written, ()) = rayon::join(
-            || output.write_all(chunk),
+    let mut n = read_full(input, &mut current).map_err(CopyError::Read)?;
+    while n > 0 {
+        let chunk = &current[..n];
+        let (read, (written, ())) = rayon::join(
+            || read_full(input, &mut next),
             || {
-                rayon::join(|| sha256.update(chunk), || sm3.update(chunk));
+                rayon::join(
+                    || output.write_all(chunk),
+                    || {
+                        rayon::join(|| sha256.update(chunk), || sm3.update(chunk));
+                    },
+                )
             },
         );
         written.map_err(CopyError::Write)?;
@@ -316,6 +322,8 @@ fn copy_and_hash(
         if let Some(bar) = progress {
             bar.set_position(total);
         }
+        n = read.map_err(CopyError::Read)?;
+        std::mem::swap(&mut current, &mut next);
     }
     output.flush().map_err(CopyError::Write)?;
     Ok((hex::encode(sha256.finalize()), hex::encode(sm3.finalize()), total))

@@ -1,8 +1,8 @@
 //! Permitted deletion: `evidence storage delete`.
 //!
-//! Nothing is deleted before its retention ends (Articles 12 and 13): the
-//! store refuses, on every backend, and so does the server's own lock
-//! where there is one; an object under legal hold is refused too. A
+//! Nothing is deleted before its retention ends (Articles 12 and 13).
+//! Every backend rejects such a deletion, and so does the server's own
+//! lock where there is one. An object under legal hold is rejected too. A
 //! deletion removes the object, its manifest and, for the evidence tier,
 //! its separate backup copy, and each removed copy is logged in the audit
 //! chain as a `delete` event. The object is named by tier and key, or by
@@ -18,7 +18,7 @@ use crate::runner::Services;
 use super::retention::read_manifest;
 use super::{ObjectStore, StoreError, Tier};
 
-/// What to delete.
+/// The object a deletion names.
 #[derive(Clone, Debug)]
 pub enum Target {
     Key { tier: Tier, key: String },
@@ -51,7 +51,7 @@ pub enum DeleteError {
 }
 
 impl DeleteError {
-    /// The message in both languages.
+    /// Renders the message in both languages.
     pub fn text(&self) -> Text {
         let zh = match self {
             DeleteError::UnknownRecording { sha256 } => format!("目录中没有 sha256 为 {sha256} 的录像"),
@@ -83,7 +83,7 @@ pub struct Deleted {
     pub location: String,
 }
 
-/// What `storage delete` did.
+/// The outcome of `storage delete`.
 #[derive(Clone, Debug, Serialize)]
 pub struct DeleteReport {
     /// The recording's SHA-256, from the catalog or the manifest.
@@ -92,7 +92,7 @@ pub struct DeleteReport {
 }
 
 /// Deletes one object and its backup copy once their retention has ended.
-/// The primary copy is checked and deleted first: a refusal leaves both.
+/// The primary copy is checked and deleted first, so a rejection leaves both.
 pub fn delete(services: &Services, target: &Target) -> Result<DeleteReport, DeleteError> {
     let (tier, key, mut sha256) = match target {
         Target::Key { tier, key } => (*tier, key.clone(), None),

@@ -36,11 +36,10 @@
 //! is never taken for a hash. Metadata carries `sha256`, `sm3`, `case`,
 //! `unit`, `tier` and `retention`.
 //!
-//! NOTE: the upload starts only once every byte is hashed: original keys
-//! are named by the SHA-256 and the metadata carries the SM3, and a
-//! server-side copy from a staging key, which would let the upload start
-//! earlier, re-reads and re-hashes the whole object on Garage (about as
-//! long as the upload itself).
+//! NOTE: the upload starts only once every byte is hashed, because
+//! original keys are named by the SHA-256 and the metadata carries the
+//! SM3. A server-side copy from a staging key would let it start earlier,
+//! but Garage 2.5 reads and hashes the whole object again for a copy.
 //!
 //! Credentials come from the config or the standard `AWS_ACCESS_KEY_ID`
 //! and `AWS_SECRET_ACCESS_KEY` variables only; no instance-metadata or
@@ -1026,7 +1025,7 @@ struct S3Staged {
     /// named the file the bytes come from.
     spool: Option<PathBuf>,
     file: Option<File>,
-    /// Where the bytes are read from at commit: the spool or that file.
+    /// The file read at commit: the spool or the caller's file.
     source: PathBuf,
     /// Hashes each part as it is written, in the writer's thread: the
     /// caller (ingest) writes in parallel with its own hashing.
@@ -1076,10 +1075,9 @@ impl StagedObject for S3Staged {
         });
     }
 
-    /// Stops spooling: the parts are hashed as they are written and sent
-    /// from `path` at commit, each with its SHA-256, which the server
-    /// checks (or the object is read back), so a file that changed after
-    /// it was hashed is refused, not stored.
+    /// Stops spooling. The parts are hashed as they are written and sent
+    /// from `path` at commit, each checked against its SHA-256 (see
+    /// `upload`), so a file that changed after it was hashed is rejected.
     fn read_from(&mut self, path: &Path) {
         if self.bytes > 0 {
             return;

@@ -143,8 +143,8 @@ struct PartPool {
     free: Mutex<Vec<Vec<u8>>>,
 }
 
-/// A part's bytes on their way to the server; its buffer returns to the
-/// pool when the request lets go of the body.
+/// A part's bytes on their way to the server. Its buffer returns to the
+/// pool when the request drops the body.
 struct PooledPart {
     buffer: Vec<u8>,
     pool: Arc<PartPool>,
@@ -166,9 +166,9 @@ impl Drop for PooledPart {
 impl PartPool {
     /// Reads `length` bytes at `offset` into a pooled buffer and, when
     /// `digest` is given, checks them against the part's SHA-256 taken
-    /// when they were written: the source may be the caller's own file,
+    /// when they were written. The source may be the caller's own file,
     /// which could have changed since, and a server that does not check
-    /// part checksums would otherwise store the changed bytes.
+    /// part checksums would store the changed bytes.
     fn read(
         pool: &Arc<PartPool>,
         source: &Path,
@@ -491,9 +491,9 @@ impl Multipart<'_> {
     ) -> Result<(Vec<PartRow>, bool), StoreError> {
         let permits = Arc::new(Semaphore::new(self.settings.parallel_parts));
         let pool = Arc::new(PartPool::default());
-        // Once the server has echoed a part's SHA-256 it checks every part
-        // on receipt, and hashing each part here a second time would only
-        // take a core from it; a refused part is then looked at again.
+        // Once the server has echoed a part's SHA-256, it checks every part
+        // on receipt, so hashing each part here a second time would only
+        // take a core from it. A part it rejects is then read again.
         let server_checks = Arc::new(AtomicBool::new(false));
         let mut tasks = JoinSet::new();
         let mut sent = Vec::new();
