@@ -87,8 +87,8 @@ pub enum SplitError {
     Store { key: String, source: StoreError },
     #[error(transparent)]
     Catalog(#[from] CatalogError),
-    #[error("re-encoding failed for unit {unit_id}: {reason}")]
-    Reencode { unit_id: String, reason: String },
+    #[error("re-encoding failed for unit {unit_id}: {}", reason.en)]
+    Reencode { unit_id: String, reason: Text },
     #[error("invalid id in field {field}: {message}")]
     InvalidId { field: String, message: Text },
 }
@@ -121,7 +121,7 @@ impl SplitError {
             SplitError::Store { key, source } => format!("无法保存片段 {key}：{source}"),
             SplitError::Catalog(e) => format!("目录数据库出错：{e}"),
             SplitError::Reencode { unit_id, reason } => {
-                format!("检查单位 {unit_id} 重新编码失败：{reason}")
+                format!("检查单位 {unit_id} 重新编码失败：{}", reason.zh)
             }
             SplitError::InvalidId { field, message } => {
                 format!("字段 {field} 的编号无效：{}", message.zh)

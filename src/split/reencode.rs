@@ -28,6 +28,7 @@ use gstreamer::prelude::*;
 use super::cut::{pieces, read_sources, Builder, Cut};
 use super::plan::{ClipPlan, Recording};
 use super::{Method, SplitError};
+use crate::i18n::Text;
 use crate::media::index::{read_index, TrackIndex, TrackKind};
 use crate::media::mp4_writer::read_source_movie;
 use crate::runner::Services;
@@ -90,15 +91,24 @@ pub fn cut_reencoded(
     plan: &ClipPlan,
     recordings: &[Recording],
 ) -> Result<Reencoded, SplitError> {
-    let fail = |reason: String| SplitError::Reencode {
+    let fail = |reason: Text| SplitError::Reencode {
         unit_id: plan.unit_id.clone(),
         reason,
     };
-    crate::media::init().map_err(|e| fail(format!("GStreamer cannot start: {e}")))?;
+    // Messages from GStreamer and the encoder helpers are English only, so
+    // the Chinese form quotes them after a Chinese lead-in.
+    let fail_with = |zh: &str, en: String| fail(Text::new(format!("{zh}：{en}"), en));
+    crate::media::init().map_err(|e| {
+        fail(Text::new(
+            format!("GStreamer 无法启动：{e}"),
+            format!("GStreamer cannot start: {e}"),
+        ))
+    })?;
     if gst::ElementFactory::find("x264enc").is_none() {
-        return Err(fail(
-            "the x264enc element (gstreamer1.0-plugins-ugly) is not installed".into(),
-        ));
+        return Err(fail(Text::new(
+            "未安装 x264enc 编码器（gstreamer1.0-plugins-ugly）",
+            "the x264enc element (gstreamer1.0-plugins-ugly) is not installed",
+        )));
     }
 
     let movies = read_sources(plan, recordings)?;
@@ -117,8 +127,12 @@ pub fn cut_reencoded(
         .data_dir
         .join(WORK_DIR)
         .join(format!("{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&work_path)
-        .map_err(|e| fail(format!("cannot create {}: {e}", work_path.display())))?;
+    std::fs::create_dir_all(&work_path).map_err(|e| {
+        fail(Text::new(
+            format!("无法创建 {}：{e}", work_path.display()),
+            format!("cannot create {}: {e}", work_path.display()),
+        ))
+    })?;
     let work_dir = WorkDir(work_path.clone());
 
     // Splicing needs every chapter's video to share the first one's
@@ -204,30 +218,40 @@ pub fn cut_reencoded(
                             &output,
                             splice.as_ref(),
                         )
-                        .map_err(&fail)?;
+                        .map_err(|e| fail_with("重新编码失败", e))?;
 
-                        let index = read_index(&output).map_err(|e| fail(e.to_string()))?;
+                        let index = read_index(&output).map_err(|e| fail(e.text()))?;
                         let encoded = index
                             .tracks
                             .iter()
                             .find(|t| t.kind == TrackKind::Video && !t.samples.is_empty())
                             .ok_or_else(|| {
-                                fail(format!(
-                                    "the encoder wrote no video frames for {from:.3}–{to:.3} s"
+                                fail(Text::new(
+                                    format!("编码器没有为 {from:.3}–{to:.3} 秒写出视频帧"),
+                                    format!(
+                                        "the encoder wrote no video frames for {from:.3}–{to:.3} s"
+                                    ),
                                 ))
                             })?;
-                        let encoded_movie =
-                            read_source_movie(&output).map_err(|e| fail(e.to_string()))?;
+                        let encoded_movie = read_source_movie(&output)
+                            .map_err(|e| fail_with("无法读取编码结果", e.to_string()))?;
                         let encoded_entry = encoded_movie
                             .tracks
                             .iter()
                             .flatten()
                             .find(|(id, _)| *id == encoded.id)
                             .map(|(_, b)| b.sample_entries[0].clone())
-                            .ok_or_else(|| fail("the encoded part has no sample entry".into()))?;
+                            .ok_or_else(|| {
+                                fail(Text::new(
+                                    "编码结果没有样本描述（sample entry）",
+                                    "the encoded part has no sample entry",
+                                ))
+                            })?;
                         let entry = match &mut splice {
                             Some(splice) => {
-                                splice.merge(&encoded_entry).map_err(&fail)?;
+                                splice.merge(&encoded_entry).map_err(|e| {
+                                    fail_with("重新编码的参数无法与原始码流拼接", e)
+                                })?;
                                 source_entry.clone()
                             }
                             None => {

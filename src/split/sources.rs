@@ -124,9 +124,10 @@ fn open_recording(
     let tier = Tier::parse(&row.tier).unwrap_or(Tier::Routine);
     let path = local_path(services, tier, &row.key, &row.sha256)?;
     let index = read_index(&path).map_err(|e| {
+        let reason = e.text();
         Text::new(
-            format!("无法读取索引：{e}"),
-            format!("cannot read its index: {e}"),
+            format!("无法读取索引：{}", reason.zh),
+            format!("cannot read its index: {}", reason.en),
         )
     })?;
     let span = recording_span(&index);
