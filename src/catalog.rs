@@ -102,6 +102,15 @@ CREATE TABLE IF NOT EXISTS fixity_checks (
     actual_sha256   TEXT,
     PRIMARY KEY (tier, copy, key, checked_at)
 );
+CREATE TABLE IF NOT EXISTS deletions (
+    tier        TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    copy        TEXT NOT NULL,
+    sha256      TEXT,
+    deleted_at  TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    PRIMARY KEY (tier, key, copy)
+);
 CREATE TABLE IF NOT EXISTS promotions (
     sha256      TEXT NOT NULL,
     trigger     TEXT NOT NULL,
@@ -697,6 +706,36 @@ impl Catalog {
             c.execute("DELETE FROM multipart_parts WHERE upload_id = ?1", [upload_id])?;
             c.execute("DELETE FROM multipart_uploads WHERE upload_id = ?1", [upload_id])
                 .map(|_| ())
+        })
+    }
+
+    /// Records a copy (`primary` or `backup`) deleted after its retention
+    /// ended, so that fixity checks and reports stop expecting it.
+    pub fn record_deletion(
+        &self,
+        tier: &str,
+        key: &str,
+        copy: &str,
+        sha256: Option<&str>,
+        deleted_at: &str,
+        actor: &str,
+    ) -> Result<(), CatalogError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO deletions (tier, key, copy, sha256, deleted_at, actor)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![tier, key, copy, sha256, deleted_at, actor],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Keys of one tier whose primary copy was deleted after retention.
+    pub fn deleted_keys(&self, tier: &str) -> Result<std::collections::BTreeSet<String>, CatalogError> {
+        self.with(|c| {
+            let mut statement = c.prepare("SELECT key FROM deletions WHERE tier = ?1 AND copy = 'primary'")?;
+            let rows = statement.query_map([tier], |row| row.get::<_, String>(0))?;
+            rows.collect()
         })
     }
 

@@ -463,7 +463,12 @@ fn missing_backups(
     rows: &[RecordingRow],
 ) -> Result<Vec<MissingBackup>, ComplianceError> {
     let mut missing = Vec::new();
-    for row in rows.iter().filter(|r| r.tier == Tier::Evidence.as_str()) {
+    // Evidence deleted after its retention ended has no backup to keep.
+    let deleted = services.catalog.deleted_keys(Tier::Evidence.as_str())?;
+    for row in rows
+        .iter()
+        .filter(|r| r.tier == Tier::Evidence.as_str() && !deleted.contains(&r.key))
+    {
         let reason = match services.store.backup() {
             None => Some(Text::new(
                 "未配置单独备份（S3 为 [store.backup]，本地存储为 [store.local] backup_dir）",

@@ -92,7 +92,7 @@ fn unknown_recording_is_named_in_both_languages() {
 fn deletion_after_retention_removes_object_manifest_and_backup_and_logs_each() {
     let backup = tempfile::tempdir().unwrap();
     let (data, sha256) = setup(&format!(
-        "ingest_tier = \"evidence\"\n[roles]\ntester = [\"operator\", \"approver\"]\n[store]\nevidence_retention = 0\n[store.local]\nbackup_dir = \"{}\"\n",
+        "ingest_tier = \"evidence\"\n[roles]\ntester = [\"operator\", \"approver\", \"auditor\"]\n[store]\nevidence_retention = 0\n[store.local]\nbackup_dir = \"{}\"\n",
         backup.path().display()
     ));
     let stored = stored_path(data.path(), &sha256);
@@ -118,4 +118,12 @@ fn deletion_after_retention_removes_object_manifest_and_backup_and_logs_each() {
     assert_eq!(events.len(), 2, "{events:?}");
     assert!(events.iter().all(|(object, _)| *object == sha256));
     assert!(events[0].1.contains("\"primary\"") && events[1].1.contains("\"backup\""), "{events:?}");
+
+    // Neither the fixity check nor the compliance report expects it any more.
+    let (output, fixity) = run_json(data.path(), &["verify", "--tier", "evidence"]);
+    assert!(output.status.success(), "{fixity}");
+    assert_eq!(fixity["failed"], 0, "{fixity}");
+    let (output, report) = run_json(data.path(), &["report", "--from", "2000-01-01", "--to", "2099-12-31"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(report["evidence_without_backup"].as_array().map(Vec::len), Some(0), "{report}");
 }

@@ -5,8 +5,13 @@
 //! lock where there is one. An object under legal hold is rejected too. A
 //! deletion removes the object, its manifest and, for the evidence tier,
 //! its separate backup copy, and each removed copy is logged in the audit
-//! chain as a `delete` event. The object is named by tier and key, or by
-//! the SHA-256 of a recording in the catalog.
+//! chain as a `delete` event and in the catalog (`deletions`), so that
+//! fixity checks and the compliance report no longer expect it. The object
+//! is named by tier and key, or by the SHA-256 of a recording in the
+//! catalog.
+//!
+//! NOTE: the recording's catalog row stays (its custody history), so the
+//! same file uploaded again is taken as already ingested and not stored.
 
 use serde::Serialize;
 use thiserror::Error;
@@ -131,6 +136,14 @@ pub fn delete(services: &Services, target: &Target) -> Result<DeleteReport, Dele
         };
         store.delete(tier, &key).map_err(|source| store_error(tier, &key, source))?;
         tracing::info!(tier = tier.as_str(), key = %key, copy, "deleted after retention ended");
+        services.catalog.record_deletion(
+            tier.as_str(),
+            &key,
+            copy,
+            sha256.as_deref(),
+            &chrono::Utc::now().to_rfc3339(),
+            &services.actor,
+        )?;
         let detail = serde_json::json!({ "tier": tier.as_str(), "key": key, "copy": copy, "location": location });
         let object = sha256.clone().unwrap_or_else(|| format!("{}/{key}", tier.as_str()));
         crate::audit::record(services, crate::audit::Action::Delete, &object, detail).map_err(|source| {

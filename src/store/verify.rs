@@ -210,9 +210,13 @@ pub fn verify(
         let recordings = catalog
             .recordings()
             .map_err(|e| StoreError::Setting { message: e.to_string() })?;
+        // A recording deleted after its retention ended is no longer expected.
+        let deleted = catalog
+            .deleted_keys(tier.as_str())
+            .map_err(|e| StoreError::Setting { message: e.to_string() })?;
         let expected: BTreeSet<String> = recordings
             .into_iter()
-            .filter(|r| r.tier == tier.as_str())
+            .filter(|r| r.tier == tier.as_str() && !deleted.contains(&r.key))
             .map(|r| r.key)
             .collect();
         for key in listed.union(&expected) {
