@@ -28,6 +28,7 @@ use crate::catalog::{
 use crate::i18n::Text;
 use crate::redact::{self, EncoderSettings, Spec};
 use crate::runner::Services;
+use crate::store::file::store_file;
 use crate::store::{Manifest, Source, Tier, ToolVersions};
 
 /// Watermark burnt into exported copies; `{request}` becomes the number.
@@ -568,30 +569,14 @@ fn keep_public(
         path: path.to_path_buf(),
         source,
     };
-    let mut staged = services.store.stage()?;
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    let mut sm3 = sm3::Sm3::default();
-    let mut buffer = vec![0u8; 1 << 20];
-    let mut bytes = 0u64;
-    loop {
-        use sm3::Digest;
-        let n = std::io::Read::read(&mut file, &mut buffer).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        sm3.update(&buffer[..n]);
-        staged.write_all(&buffer[..n]).map_err(io)?;
-        bytes += n as u64;
-    }
-    let info = staged.commit(Tier::Public, key, sha256)?;
-    use sm3::Digest;
+    let stored = store_file(services.store.as_ref(), path, Tier::Public, key, sha256, io)?;
     let manifest = Manifest {
         artefact: "redacted".to_string(),
         tier: Tier::Public,
         key: key.to_string(),
         sha256: sha256.to_string(),
-        sm3: hex::encode(sm3.finalize()),
-        bytes,
+        sm3: stored.sm3,
+        bytes: stored.bytes,
         source: Source {
             path: path.display().to_string(),
             file_name: path
@@ -606,7 +591,7 @@ fn keep_public(
         actor: services.actor.clone(),
     };
     manifest.store(services.store.as_ref())?;
-    Ok(info.key)
+    Ok(stored.info.key)
 }
 
 fn write_new(path: &Path, bytes: &[u8]) -> Result<(), DiscloseError> {

@@ -15,7 +15,6 @@
 //! A remade copy has not left the bureau: it is not put in the public tier,
 //! and disclosing it takes a new request and approval.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
@@ -26,6 +25,7 @@ use tracing::info;
 use crate::catalog::{ClipRow, DisclosureItemRow, DisclosureRow, RedactionRow};
 use crate::i18n::Text;
 use crate::runner::Services;
+use crate::store::file::store_file;
 use crate::store::{key_segment, Manifest, Source, StoreError, Tier, ToolVersions};
 
 use super::{redact, EncoderSettings, RedactError, Request, Spec, LOG_SUFFIX};
@@ -503,29 +503,21 @@ fn store_copy(
     item: &DisclosureItemRow,
     replaces: &str,
 ) -> Result<Manifest, RemakeError> {
-    use sm3::Digest;
     let io = |source| RemakeError::Work {
         path: path.to_path_buf(),
         source,
     };
-    let mut staged = services.store.stage()?;
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    let mut sm3 = sm3::Sm3::default();
-    let mut buffer = vec![0u8; 1 << 20];
-    let mut bytes = 0u64;
-    loop {
-        let n = std::io::Read::read(&mut file, &mut buffer).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        sm3.update(&buffer[..n]);
-        staged.write_all(&buffer[..n]).map_err(io)?;
-        bytes += n as u64;
-    }
-    staged.commit(REMADE_TIER, key, sha256)?;
-    let sm3 = hex::encode(sm3.finalize());
+    let stored = store_file(services.store.as_ref(), path, REMADE_TIER, key, sha256, io)?;
     write_manifest(
-        services, key, sha256, &sm3, bytes, clip, request, item, replaces,
+        services,
+        key,
+        sha256,
+        &stored.sm3,
+        stored.bytes,
+        clip,
+        request,
+        item,
+        replaces,
     )
 }
 

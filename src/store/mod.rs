@@ -10,6 +10,7 @@
 //! size, source, tool versions, time and actor.
 
 pub mod delete;
+pub mod file;
 pub mod local;
 pub mod retention;
 pub mod s3;
