@@ -813,3 +813,32 @@ fn upload_source_changed_in_a_late_part_is_refused_by_a_server_that_checks_parts
         other => panic!("expected SourceChanged, got {other}"),
     }
 }
+
+#[test]
+fn storage_delete_after_retention_removes_both_buckets_copies() {
+    let _serial = GARAGE.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(server) = garage() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (name, backup) = (bucket("delete"), bucket("delete-backup"));
+    write_config(
+        &data,
+        &server,
+        &format!("ingest_tier = \"evidence\"\n[roles]\ntester = [\"operator\", \"approver\"]\n[store]\nbucket = \"{name}\"\nevidence_retention = 0\n[store.backup]\nbucket = \"{backup}\"\n"),
+    );
+    init(&data);
+    let file = footage(dir.path(), "HB0631_20240501180000.mp4", 300_000, 12);
+    let key = stored_key(&process(&data, &file));
+
+    let (output, report) = run_json(&data, &["storage", "delete", "--sha256", &sha256_of(&file)]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let copies: Vec<&str> = report["deleted"].as_array().unwrap().iter().map(|d| d["copy"].as_str().unwrap()).collect();
+    assert_eq!(copies, ["primary", "backup"], "{report}");
+    let client = client(&server);
+    for bucket in [&name, &backup] {
+        for object in [format!("evidence/{key}"), format!("evidence/{key}.manifest.json")] {
+            let found = runtime().block_on(client.head_object().bucket(bucket.as_str()).key(&object).send());
+            assert!(found.is_err(), "{bucket}/{object} is deleted");
+        }
+    }
+}
