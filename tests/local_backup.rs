@@ -27,8 +27,15 @@ fn backed_up() -> (tempfile::TempDir, tempfile::TempDir, String) {
     )
     .unwrap();
     let (output, report) = run_json(data.path(), &["process", fixture(SAMPLE).to_str().unwrap()]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let key = report["files"][0]["evidence_key"].as_str().unwrap().to_string();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let key = report["files"][0]["evidence_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
     (data, backup, key)
 }
 
@@ -51,7 +58,10 @@ fn evidence_is_copied_to_the_local_backup_and_verify_checks_both_copies() {
     let (data, backup, key) = backed_up();
     let copy = backup_copy(backup.path(), &key);
     assert_eq!(sha256_of(&copy), sha256_of(&fixture(SAMPLE)));
-    assert!(Path::new(&format!("{}.manifest.json", copy.display())).exists(), "the manifest is backed up too");
+    assert!(
+        Path::new(&format!("{}.manifest.json", copy.display())).exists(),
+        "the manifest is backed up too"
+    );
 
     let (output, report) = run_json(data.path(), &["verify", "--tier", "evidence"]);
     assert!(output.status.success(), "{report}");
@@ -73,19 +83,33 @@ fn evidence_is_copied_to_the_local_backup_and_verify_checks_both_copies() {
     assert_eq!(output.status.code(), Some(3), "{report}");
     let failed = failed_objects(&report);
     assert_eq!(failed.len(), 1, "{report}");
-    assert_eq!((failed[0]["copy"].as_str(), failed[0]["key"].as_str()), (Some("backup"), Some(key.as_str())));
+    assert_eq!(
+        (failed[0]["copy"].as_str(), failed[0]["key"].as_str()),
+        (Some("backup"), Some(key.as_str()))
+    );
 }
 
 #[test]
 fn compliance_report_names_evidence_whose_local_backup_is_missing() {
     let (data, backup, key) = backed_up();
     let report_of = |data: &Path| {
-        let (output, report) = run_json(data, &["report", "--from", "2000-01-01", "--to", "2099-12-31"]);
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let (output, report) = run_json(
+            data,
+            &["report", "--from", "2000-01-01", "--to", "2099-12-31"],
+        );
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         report
     };
     let report = report_of(data.path());
-    assert_eq!(report["evidence_without_backup"].as_array().map(Vec::len), Some(0), "{report}");
+    assert_eq!(
+        report["evidence_without_backup"].as_array().map(Vec::len),
+        Some(0),
+        "{report}"
+    );
 
     std::fs::remove_file(backup_copy(backup.path(), &key)).unwrap();
     let report = report_of(data.path());
@@ -105,5 +129,8 @@ fn backup_directory_inside_the_store_is_refused() {
     let output = run(data.path(), &["process", fixture(SAMPLE).to_str().unwrap()]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("backup_dir") && stderr.contains("another directory"), "{stderr}");
+    assert!(
+        stderr.contains("backup_dir") && stderr.contains("another directory"),
+        "{stderr}"
+    );
 }

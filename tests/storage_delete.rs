@@ -18,7 +18,11 @@ fn setup(config: &str) -> (tempfile::TempDir, String) {
     std::fs::write(data.path().join("config.toml"), config).unwrap();
     let file = fixture(SAMPLE);
     let output = run(data.path(), &["process", file.to_str().unwrap()]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     (data, sha256_of(&file))
 }
 
@@ -33,9 +37,11 @@ fn delete(data: &Path, args: &[&str]) -> (std::process::Output, String) {
 fn stored_path(data: &Path, sha256: &str) -> std::path::PathBuf {
     let catalog = rusqlite::Connection::open(data.join("catalog.sqlite")).unwrap();
     let (tier, key): (String, String) = catalog
-        .query_row("SELECT tier, key FROM recordings WHERE sha256 = ?1", [sha256], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .query_row(
+            "SELECT tier, key FROM recordings WHERE sha256 = ?1",
+            [sha256],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap();
     data.join("store").join(tier).join(key)
 }
@@ -43,7 +49,9 @@ fn stored_path(data: &Path, sha256: &str) -> std::path::PathBuf {
 fn delete_events(data: &Path) -> Vec<(String, String)> {
     let catalog = rusqlite::Connection::open(data.join("catalog.sqlite")).unwrap();
     let mut statement = catalog
-        .prepare("SELECT object, detail_json FROM audit_events WHERE action = 'delete' ORDER BY seq")
+        .prepare(
+            "SELECT object, detail_json FROM audit_events WHERE action = 'delete' ORDER BY seq",
+        )
         .unwrap();
     statement
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -60,14 +68,25 @@ fn deletion_before_retention_ends_is_refused_in_both_languages_and_keeps_the_ori
 
     let (output, stderr) = delete(data.path(), &["--lang", "zh", "--sha256", &sha256]);
     assert!(!output.status.success());
-    assert!(stderr.contains("不能删除") && stderr.contains("保存期限至"), "{stderr}");
-    let key = stored.strip_prefix(data.path().join("store").join("routine")).unwrap();
-    let (output, stderr) = delete(data.path(), &["--lang", "en", "--tier", "routine", key.to_str().unwrap()]);
+    assert!(
+        stderr.contains("不能删除") && stderr.contains("保存期限至"),
+        "{stderr}"
+    );
+    let key = stored
+        .strip_prefix(data.path().join("store").join("routine"))
+        .unwrap();
+    let (output, stderr) = delete(
+        data.path(),
+        &["--lang", "en", "--tier", "routine", key.to_str().unwrap()],
+    );
     assert!(!output.status.success());
     assert!(stderr.contains("under retention until"), "{stderr}");
 
     assert_eq!(sha256_of(&stored), sha256, "the original is untouched");
-    assert!(delete_events(data.path()).is_empty(), "nothing was deleted, nothing is logged");
+    assert!(
+        delete_events(data.path()).is_empty(),
+        "nothing was deleted, nothing is logged"
+    );
 }
 
 #[test]
@@ -75,7 +94,10 @@ fn deletion_needs_the_approver_role() {
     let (data, sha256) = setup("[roles]\ntester = [\"operator\", \"auditor\"]\n");
     let (output, stderr) = delete(data.path(), &["--lang", "en", "--sha256", &sha256]);
     assert!(!output.status.success());
-    assert!(stderr.contains("storage delete") && stderr.contains("approver"), "{stderr}");
+    assert!(
+        stderr.contains("storage delete") && stderr.contains("approver"),
+        "{stderr}"
+    );
     assert!(stored_path(data.path(), &sha256).exists());
 }
 
@@ -85,7 +107,10 @@ fn unknown_recording_is_named_in_both_languages() {
     let missing = "0".repeat(64);
     let (output, stderr) = delete(data.path(), &["--lang", "zh", "--sha256", &missing]);
     assert!(!output.status.success());
-    assert!(stderr.contains("目录中没有") && stderr.contains(&missing), "{stderr}");
+    assert!(
+        stderr.contains("目录中没有") && stderr.contains(&missing),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -96,16 +121,32 @@ fn deletion_after_retention_removes_object_manifest_and_backup_and_logs_each() {
         backup.path().display()
     ));
     let stored = stored_path(data.path(), &sha256);
-    let key = stored.strip_prefix(data.path().join("store").join("evidence")).unwrap().to_path_buf();
+    let key = stored
+        .strip_prefix(data.path().join("store").join("evidence"))
+        .unwrap()
+        .to_path_buf();
     let backed_up = backup.path().join("evidence").join(&key);
-    assert_eq!(sha256_of(&backed_up), sha256, "ingest wrote the separate backup");
+    assert_eq!(
+        sha256_of(&backed_up),
+        sha256,
+        "ingest wrote the separate backup"
+    );
 
     let mut args = vec!["storage", "delete", "--sha256", &sha256];
     args.push("--json");
     let output = run(data.path(), &args);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
-    let copies: Vec<&str> = report["deleted"].as_array().unwrap().iter().map(|d| d["copy"].as_str().unwrap()).collect();
+    let copies: Vec<&str> = report["deleted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["copy"].as_str().unwrap())
+        .collect();
     assert_eq!(copies, ["primary", "backup"]);
     assert_eq!(report["sha256"], sha256.as_str());
 
@@ -117,13 +158,27 @@ fn deletion_after_retention_removes_object_manifest_and_backup_and_logs_each() {
     let events = delete_events(data.path());
     assert_eq!(events.len(), 2, "{events:?}");
     assert!(events.iter().all(|(object, _)| *object == sha256));
-    assert!(events[0].1.contains("\"primary\"") && events[1].1.contains("\"backup\""), "{events:?}");
+    assert!(
+        events[0].1.contains("\"primary\"") && events[1].1.contains("\"backup\""),
+        "{events:?}"
+    );
 
     // Neither the fixity check nor the compliance report expects it any more.
     let (output, fixity) = run_json(data.path(), &["verify", "--tier", "evidence"]);
     assert!(output.status.success(), "{fixity}");
     assert_eq!(fixity["failed"], 0, "{fixity}");
-    let (output, report) = run_json(data.path(), &["report", "--from", "2000-01-01", "--to", "2099-12-31"]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert_eq!(report["evidence_without_backup"].as_array().map(Vec::len), Some(0), "{report}");
+    let (output, report) = run_json(
+        data.path(),
+        &["report", "--from", "2000-01-01", "--to", "2099-12-31"],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        report["evidence_without_backup"].as_array().map(Vec::len),
+        Some(0),
+        "{report}"
+    );
 }

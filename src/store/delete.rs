@@ -51,7 +51,7 @@ pub enum DeleteError {
     #[error("{subject} was deleted, but logging it in the audit chain failed: {source}")]
     Audit {
         subject: String,
-        source: crate::audit::AuditError,
+        source: Box<crate::audit::AuditError>,
     },
 }
 
@@ -59,10 +59,16 @@ impl DeleteError {
     /// Renders the message in both languages.
     pub fn text(&self) -> Text {
         let zh = match self {
-            DeleteError::UnknownRecording { sha256 } => format!("目录中没有 sha256 为 {sha256} 的录像"),
+            DeleteError::UnknownRecording { sha256 } => {
+                format!("目录中没有 sha256 为 {sha256} 的录像")
+            }
             DeleteError::NotFound { tier, key } => format!("{tier}/{key} 不在存储中"),
             DeleteError::Retained { tier, key, until } => {
-                let until = if until == "permanent" { "永久" } else { until.as_str() };
+                let until = if until == "permanent" {
+                    "永久"
+                } else {
+                    until.as_str()
+                };
                 format!("不能删除 {tier}/{key}：保存期限至 {until}，期满前任何人不得删除")
             }
             DeleteError::LegalHold { tier, key } => {
@@ -102,10 +108,11 @@ pub fn delete(services: &Services, target: &Target) -> Result<DeleteReport, Dele
     let (tier, key, mut sha256) = match target {
         Target::Key { tier, key } => (*tier, key.clone(), None),
         Target::Recording { sha256 } => {
-            let row = services
-                .catalog
-                .recording(sha256)?
-                .ok_or_else(|| DeleteError::UnknownRecording { sha256: sha256.clone() })?;
+            let row = services.catalog.recording(sha256)?.ok_or_else(|| {
+                DeleteError::UnknownRecording {
+                    sha256: sha256.clone(),
+                }
+            })?;
             let tier = Tier::parse(&row.tier).unwrap_or(Tier::Routine);
             (tier, row.key, Some(sha256.clone()))
         }
@@ -134,7 +141,9 @@ pub fn delete(services: &Services, target: &Target) -> Result<DeleteReport, Dele
             }
             Err(source) => return Err(store_error(tier, &key, source)),
         };
-        store.delete(tier, &key).map_err(|source| store_error(tier, &key, source))?;
+        store
+            .delete(tier, &key)
+            .map_err(|source| store_error(tier, &key, source))?;
         tracing::info!(tier = tier.as_str(), key = %key, copy, "deleted after retention ended");
         services.catalog.record_deletion(
             tier.as_str(),
@@ -145,13 +154,15 @@ pub fn delete(services: &Services, target: &Target) -> Result<DeleteReport, Dele
             &services.actor,
         )?;
         let detail = serde_json::json!({ "tier": tier.as_str(), "key": key, "copy": copy, "location": location });
-        let object = sha256.clone().unwrap_or_else(|| format!("{}/{key}", tier.as_str()));
-        crate::audit::record(services, crate::audit::Action::Delete, &object, detail).map_err(|source| {
-            DeleteError::Audit {
+        let object = sha256
+            .clone()
+            .unwrap_or_else(|| format!("{}/{key}", tier.as_str()));
+        crate::audit::record(services, crate::audit::Action::Delete, &object, detail).map_err(
+            |source| DeleteError::Audit {
                 subject: location.clone(),
-                source,
-            }
-        })?;
+                source: Box::new(source),
+            },
+        )?;
         deleted.push(Deleted {
             tier,
             key: key.clone(),
