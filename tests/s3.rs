@@ -749,7 +749,19 @@ fn postgres_catalog_with_the_old_part_checksum_column_is_renamed_keeping_its_row
 
     let result = std::panic::catch_unwind(|| {
         assert_old_part_kept(&evidence::catalog::Catalog::open_postgres(&url).unwrap());
-        assert_old_part_kept(&evidence::catalog::Catalog::open_postgres(&url).unwrap());
+        let catalog = evidence::catalog::Catalog::open_postgres(&url).unwrap();
+        assert_old_part_kept(&catalog);
+        // The deletions table of the same schema, written twice for one copy.
+        for _ in 0..2 {
+            catalog
+                .record_deletion("evidence", "originals/a.mp4", "primary", Some("ab"), "2024-05-01T00:00:00Z", "li")
+                .unwrap();
+        }
+        catalog
+            .record_deletion("evidence", "originals/b.mp4", "backup", None, "2024-05-01T00:00:00Z", "li")
+            .unwrap();
+        let deleted: Vec<String> = catalog.deleted_keys("evidence").unwrap().into_iter().collect();
+        assert_eq!(deleted, ["originals/a.mp4"], "only primary copies count");
     });
     let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
     if let Err(panic) = result {
