@@ -369,18 +369,17 @@ fn run(cli: Cli, lang: Lang) -> anyhow::Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!(e.get(lang).to_string()))
         }
         Command::Disclose { action } => {
-            // Approval and rejection check the approver role themselves,
-            // together with the rule that nobody decides their own request.
-            let needed = match &action {
-                evidence::disclose::cli::DiscloseAction::Request { .. } => Some(("disclose request", evidence::roles::DISCLOSURE)),
-                evidence::disclose::cli::DiscloseAction::Export { .. } => Some(("disclose export", evidence::roles::DISCLOSURE)),
-                evidence::disclose::cli::DiscloseAction::Show { .. } => Some(("disclose show", evidence::roles::DISCLOSE_READ)),
-                evidence::disclose::cli::DiscloseAction::List => Some(("disclose list", evidence::roles::DISCLOSE_READ)),
-                _ => None,
+            // Approval and rejection also check, once the request is read,
+            // the rule that nobody decides their own request.
+            let (command, roles) = match &action {
+                evidence::disclose::cli::DiscloseAction::Request { .. } => ("disclose request", evidence::roles::DISCLOSURE),
+                evidence::disclose::cli::DiscloseAction::Export { .. } => ("disclose export", evidence::roles::DISCLOSURE),
+                evidence::disclose::cli::DiscloseAction::Show { .. } => ("disclose show", evidence::roles::DISCLOSE_READ),
+                evidence::disclose::cli::DiscloseAction::List => ("disclose list", evidence::roles::DISCLOSE_READ),
+                evidence::disclose::cli::DiscloseAction::Approve { .. } => ("disclose approve", evidence::roles::DISCLOSE_DECIDE),
+                evidence::disclose::cli::DiscloseAction::Reject { .. } => ("disclose reject", evidence::roles::DISCLOSE_DECIDE),
             };
-            if let Some((command, roles)) = needed {
-                authorize(&data_dir, command, roles, lang)?;
-            }
+            authorize(&data_dir, command, roles, lang)?;
             let services = Services::open(&data_dir, lang)?;
             evidence::disclose::cli::run(&action, &services, cli.json)
                 .map(ExitCode::from)

@@ -39,6 +39,8 @@ pub const STATUS: &[Role] = &[Role::Operator, Role::Auditor];
 pub const AUDIT: &[Role] = &[Role::Auditor];
 pub const REPORT: &[Role] = &[Role::Auditor];
 pub const DISCLOSURE: &[Role] = &[Role::Disclosure];
+/// Deciding a request; the requester is refused once the request is read.
+pub const DISCLOSE_DECIDE: &[Role] = &[Role::Approver];
 /// Showing and listing requests: the people who file, decide or check them.
 pub const DISCLOSE_READ: &[Role] = &[Role::Disclosure, Role::Approver, Role::Auditor];
 

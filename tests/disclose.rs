@@ -111,7 +111,7 @@ fn requester_and_non_approver_cannot_approve() {
     assert!(String::from_utf8_lossy(&own.stderr).contains("cannot decide it"));
     let other = as_actor(&data, "wang", &["--lang", "zh", "disclose", "approve", &id]);
     assert!(!other.status.success());
-    assert!(String::from_utf8_lossy(&other.stderr).contains("没有审批人角色"));
+    assert!(String::from_utf8_lossy(&other.stderr).contains("wang 无权执行 `disclose approve`"));
     let view = json(&as_actor(&data, "li", &["--json", "disclose", "show", &id]));
     assert_eq!(view["status"], "requested");
     assert!(view["decisions"].as_array().unwrap().is_empty());

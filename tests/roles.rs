@@ -571,3 +571,33 @@ fn only_audit_log_opens_stored_footage() {
         "stored footage is opened through audit::read_stored: {offenders:?}"
     );
 }
+
+#[test]
+fn deciding_a_request_without_the_approver_role_is_refused_before_the_catalog_is_made() {
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("config.toml"), CONFIG).unwrap();
+    let decisions: [(&str, &[&str]); 2] = [
+        ("disclose approve", &["disclose", "approve", "1"]),
+        ("disclose reject", &["disclose", "reject", "1", "--reason", "不符合公开条件"]),
+    ];
+    for (command, decision) in decisions {
+        for (lang, refusal) in [("zh", "无权执行"), ("en", "may not run")] {
+            let mut args = vec!["--lang", lang];
+            args.extend_from_slice(decision);
+            let output = as_actor(data.path(), "wang", &args);
+            let what = format!("{command} as wang ({lang})");
+            assert_eq!(output.status.code(), Some(1), "{what}");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(stderr.contains(refusal), "{what}: {stderr}");
+            assert!(
+                stderr.contains(&format!("`{command}`")) && stderr.contains("approver"),
+                "{what} names the command and the role: {stderr}"
+            );
+            let left: Vec<_> = std::fs::read_dir(data.path())
+                .unwrap()
+                .map(|entry| entry.unwrap().file_name())
+                .collect();
+            assert_eq!(left, ["config.toml"], "{what} made no catalog or store");
+        }
+    }
+}
