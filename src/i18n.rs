@@ -66,6 +66,23 @@ impl Text {
     }
 }
 
+/// Names an I/O error in Chinese. The kinds an operator can act on get a
+/// Chinese phrase; any other kind keeps the operating system's message.
+pub fn io_error_zh(error: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    let phrase = match error.kind() {
+        ErrorKind::NotFound => "文件或目录不存在",
+        ErrorKind::PermissionDenied => "没有权限",
+        ErrorKind::AlreadyExists => "文件已存在",
+        ErrorKind::StorageFull => "磁盘空间不足",
+        ErrorKind::ReadOnlyFilesystem => "文件系统为只读",
+        ErrorKind::UnexpectedEof => "文件意外结束",
+        ErrorKind::TimedOut => "操作超时",
+        _ => return error.to_string(),
+    };
+    format!("{phrase}（{error}）")
+}
+
 impl fmt::Display for Text {
     /// Shows both forms, for logs and errors printed before a language is known.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

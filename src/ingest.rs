@@ -90,6 +90,14 @@ impl IngestError {
                 format!("无法锁定 {} 以排除其他导入进程：{source}", path.display()),
                 self.to_string(),
             ),
+            IngestError::Read { path, source } => Text::new(
+                format!("无法读取上传文件 {}：{}", path.display(), crate::i18n::io_error_zh(source)),
+                self.to_string(),
+            ),
+            IngestError::Write { path, source } => Text::new(
+                format!("无法把 {} 的原始文件写入存储：{}", path.display(), crate::i18n::io_error_zh(source)),
+                self.to_string(),
+            ),
             IngestError::Store(StoreError::SourceChanged { path, offset, end }) => Text::new(
                 format!(
                     "上传文件 {} 在计算哈希之后发生了变化（第 {offset}..{end} 字节不同），未保存其中任何内容；可能仍在复制中，请在复制完成后重新运行",
@@ -97,7 +105,9 @@ impl IngestError {
                 ),
                 self.to_string(),
             ),
-            other => Text::new(other.to_string(), other.to_string()),
+            IngestError::Store(e) => e.text(),
+            IngestError::Audit(e) => e.text(),
+            IngestError::Catalog(e) => Text::new(format!("目录数据库出错：{e}"), e.to_string()),
         }
     }
 }

@@ -78,7 +78,7 @@ impl ObjectsError {
     pub fn text(&self) -> Text {
         let zh = match self {
             ObjectsError::Store { tier, key, source } => {
-                format!("无法查询对象 {tier}/{key}：{source}")
+                format!("无法查询对象 {tier}/{key}：{}", source.text().zh)
             }
             ObjectsError::Catalog { request, source } => {
                 format!("目录库无法列出调取导出 {request} 的副本：{source}")

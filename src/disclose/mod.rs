@@ -182,7 +182,7 @@ impl DiscloseError {
                 actual,
             } => format!("第 {position} 项：存储中原始文件的 SHA-256 为 {actual}，与申请时记录的 {expected} 不符"),
             DiscloseError::Catalog(e) => format!("目录库错误：{e}"),
-            DiscloseError::Store(e) => format!("存储错误：{e}"),
+            DiscloseError::Store(e) => format!("存储错误：{}", e.text().zh),
             DiscloseError::Io { path, source } => format!("无法写入 {}：{source}", path.display()),
         };
         Text::new(zh, en)

@@ -111,7 +111,7 @@ impl RemakeError {
     pub fn text(&self) -> Text {
         let zh = match self {
             RemakeError::Catalog(e) => format!("目录库错误：{e}"),
-            RemakeError::Store(e) => format!("存储错误：{e}"),
+            RemakeError::Store(e) => format!("存储错误：{}", e.text().zh),
             RemakeError::Spec { request_id, source } => {
                 format!("申请 {request_id} 的脱敏规格无效：{}", source.message().zh)
             }

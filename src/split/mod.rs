@@ -118,7 +118,7 @@ impl SplitError {
                 format!("无法读取录像 {file_name}：{reason}")
             }
             SplitError::Write { key, source } => format!("无法写出片段 {key}：{source}"),
-            SplitError::Store { key, source } => format!("无法保存片段 {key}：{source}"),
+            SplitError::Store { key, source } => format!("无法保存片段 {key}：{}", source.text().zh),
             SplitError::Catalog(e) => format!("目录数据库出错：{e}"),
             SplitError::Reencode { unit_id, reason } => {
                 format!("检查单位 {unit_id} 重新编码失败：{}", reason.zh)

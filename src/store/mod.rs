@@ -23,6 +23,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::i18n::Text;
+
 pub use local::LocalStore;
 pub use retention::{Capabilities, ObjectLabels};
 
@@ -60,6 +62,11 @@ impl Tier {
         Tier::ALL.into_iter().find(|t| t.as_str() == text)
     }
 }
+
+/// Reasons [`check_key`] gives for a rejected key.
+const KEY_NOT_RELATIVE: &str = "keys are relative and not empty";
+const KEY_NOT_PRINTABLE: &str = "keys are printable ASCII without spaces";
+const KEY_BAD_SEGMENT: &str = "key segments are not empty and do not start with '.'";
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -100,6 +107,44 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The error in both languages. Messages that come from a server or a
+    /// setting are quoted as they are.
+    pub fn text(&self) -> Text {
+        let zh = match self {
+            StoreError::Io { path, source } => {
+                format!("存储读写 {} 失败：{}", path.display(), crate::i18n::io_error_zh(source))
+            }
+            StoreError::NotFound { tier, key } => format!("对象 {tier}/{key} 不存在"),
+            StoreError::InvalidKey { key, reason } => {
+                let reason = match *reason {
+                    KEY_NOT_RELATIVE => "键必须是非空的相对路径",
+                    KEY_NOT_PRINTABLE => "键只能由不含空格的可打印 ASCII 字符组成",
+                    KEY_BAD_SEGMENT => "键的每一段都不能为空，也不能以“.”开头",
+                    other => other,
+                };
+                format!("对象键 {key:?} 不允许：{reason}")
+            }
+            StoreError::Mismatch { tier, key, expected, actual } => format!(
+                "对象 {tier}/{key} 校验失败：应为 sha256 {expected}，实际为 {actual}"
+            ),
+            StoreError::Retained { tier, key, until } => {
+                format!("对象 {tier}/{key} 的保存期到 {until} 为止，在此之前不能删除")
+            }
+            StoreError::LegalHold { tier, key } => {
+                format!("对象 {tier}/{key} 处于法律保全（legal hold）状态，不能删除")
+            }
+            StoreError::Remote { subject, message, .. } => {
+                format!("对象存储请求 {subject} 失败：{message}")
+            }
+            StoreError::Setting { message } => format!("对象存储设置不可用：{message}"),
+            StoreError::SourceChanged { path, offset, end } => format!(
+                "{} 在计算哈希之后发生了变化（第 {offset}..{end} 字节不同），未保存其中任何内容",
+                path.display()
+            ),
+        };
+        Text::new(zh, self.to_string())
+    }
+
     /// Whether trying again could help: a full disk or a flaky mount can
     /// recover; a bad key or a corrupt object cannot.
     pub fn is_retryable(&self) -> bool {
@@ -313,13 +358,13 @@ pub fn check_key(key: &str) -> Result<(), StoreError> {
         })
     };
     if key.is_empty() || key.starts_with('/') {
-        return invalid("keys are relative and not empty");
+        return invalid(KEY_NOT_RELATIVE);
     }
     if !key.chars().all(|c| c.is_ascii_graphic()) {
-        return invalid("keys are printable ASCII without spaces");
+        return invalid(KEY_NOT_PRINTABLE);
     }
     if key.split('/').any(|s| s.is_empty() || s.starts_with('.')) {
-        return invalid("key segments are not empty and do not start with '.'");
+        return invalid(KEY_BAD_SEGMENT);
     }
     Ok(())
 }
@@ -342,5 +387,27 @@ mod tests {
             assert!(check_key(bad).is_err(), "{bad:?} must be rejected");
         }
         assert!(check_key("originals/2024/05/01/HB0631/ab.mp4").is_ok());
+    }
+
+    #[test]
+    fn error_text_has_no_english_in_chinese() {
+        let rejected = check_key("a b").unwrap_err().text();
+        assert_eq!(rejected.zh, "对象键 \"a b\" 不允许：键只能由不含空格的可打印 ASCII 字符组成");
+        assert!(rejected.en.contains("printable ASCII"), "{}", rejected.en);
+
+        let retained = StoreError::Retained {
+            tier: "evidence",
+            key: "originals/x.mp4".into(),
+            until: "2031-01-01".into(),
+        }
+        .text();
+        assert_eq!(retained.zh, "对象 evidence/originals/x.mp4 的保存期到 2031-01-01 为止，在此之前不能删除");
+
+        let full = StoreError::Io {
+            path: "/data/store".into(),
+            source: std::io::Error::from(std::io::ErrorKind::StorageFull),
+        }
+        .text();
+        assert!(full.zh.starts_with("存储读写 /data/store 失败：磁盘空间不足"), "{}", full.zh);
     }
 }

@@ -440,7 +440,7 @@ pub fn load_job(
     let store_error = |e: crate::store::StoreError| StageError {
         is_retryable: e.is_retryable(),
         message: Text::new(
-            format!("存储读取失败：{e}"),
+            format!("存储读取失败：{}", e.text().zh),
             format!("store read failed: {e}"),
         ),
     };
