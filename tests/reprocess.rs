@@ -285,6 +285,36 @@ fn reprocess_without_new_clip_remakes_nothing() {
 }
 
 #[test]
+fn reprocess_names_an_unchanged_clip_in_the_language_asked_for() {
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("config.toml"), CONFIG).unwrap();
+    let case = fixture("cases/session/case.json");
+    let session = fixture("cases/session");
+    let processed = as_actor(
+        data.path(),
+        "tester",
+        &["process", session.to_str().unwrap(), "--case", case.to_str().unwrap()],
+    );
+    assert!(
+        processed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&processed.stderr)
+    );
+
+    for (lang, unchanged, other) in [("zh", "(未变化)", "unchanged"), ("en", "(unchanged)", "未变化")] {
+        let output = as_actor(
+            data.path(),
+            "tester",
+            &["--lang", lang, "reprocess", "--case", CASE_ID],
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{stdout}");
+        assert_eq!(stdout.matches(unchanged).count(), 2, "{lang}: {stdout}");
+        assert!(!stdout.contains(other), "{lang}: {stdout}");
+    }
+}
+
+#[test]
 fn remade_copy_left_by_killed_run_is_registered() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

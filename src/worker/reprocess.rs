@@ -119,13 +119,19 @@ pub fn render_text(report: &ProcessReport, lang: crate::i18n::Lang) -> String {
         .into_iter()
         .flatten()
     {
+        use crate::split::output::ClipStatus;
+        let status = match serde_json::from_value(clip["status"].clone()) {
+            Ok(ClipStatus::Created) => lang.pick("新建", "created"),
+            Ok(ClipStatus::Unchanged) => lang.pick("未变化", "unchanged"),
+            Ok(ClipStatus::Recovered) => lang.pick("已补登", "recovered"),
+            Err(_) => clip["status"].as_str().unwrap_or(""),
+        };
         let _ = writeln!(
             out,
-            "  {} {} v{} ({}) {}",
+            "  {} {} v{} ({status}) {}",
             clip["unit_id"].as_str().unwrap_or(""),
             clip["device"].as_str().unwrap_or(""),
             clip["version"],
-            clip["status"].as_str().unwrap_or(""),
             clip["sha256"].as_str().unwrap_or("")
         );
     }
