@@ -133,4 +133,28 @@ fn backup_directory_inside_the_store_is_refused() {
         stderr.contains("backup_dir") && stderr.contains("another directory"),
         "{stderr}"
     );
+    assert!(
+        !data.path().join("store/evidence/copy").exists(),
+        "a refused backup_dir makes no folders inside the evidence tier"
+    );
+}
+
+#[test]
+fn backup_directory_holding_the_store_is_refused_before_its_folders_are_made() {
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(
+        data.path().join("config.toml"),
+        "ingest_tier = \"evidence\"\n[store.local]\nbackup_dir = \".\"\n",
+    )
+    .unwrap();
+    let output = run(data.path(), &["process", fixture(SAMPLE).to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("another directory"), "{stderr}");
+    for made in [".staging", "routine", "evidence", "longterm", "public"] {
+        assert!(
+            !data.path().join(made).exists(),
+            "{made} was made in the data directory"
+        );
+    }
 }

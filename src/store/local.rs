@@ -43,6 +43,25 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     }
 }
 
+/// Resolves a path that may not exist yet: its nearest existing ancestor
+/// with links resolved, and the missing rest appended as written.
+fn resolve_existing(path: &Path) -> PathBuf {
+    let mut existing = path;
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(found) = existing.canonicalize() {
+            return rest.iter().rev().fold(found, |path, name| path.join(name));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
+}
+
 impl LocalStore {
     /// Opens (and creates) a store under `root`, clearing staging files
     /// left by processes that were killed.
@@ -75,19 +94,27 @@ impl LocalStore {
     pub fn with_backup(mut self, dir: Option<&Path>, data_dir: &Path) -> Result<LocalStore, StoreError> {
         let Some(dir) = dir else { return Ok(self) };
         let dir = data_dir.join(dir);
-        let backup = LocalStore::open(&dir)?.with_retention(self.retention);
-        let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
-            (Ok(a), Ok(b)) => a.starts_with(&b) || b.starts_with(&a),
-            _ => false,
+        let overlapping = || StoreError::Setting {
+            message: format!(
+                "[store.local] backup_dir {} lies inside the store {} (or holds it); a backup must be another directory, ideally on another disk",
+                dir.display(),
+                self.root.display()
+            ),
         };
-        if same(&backup.root, &self.root) {
-            return Err(StoreError::Setting {
-                message: format!(
-                    "[store.local] backup_dir {} lies inside the store {} (or holds it); a backup must be another directory, ideally on another disk",
-                    backup.root.display(),
-                    self.root.display()
-                ),
-            });
+        let same = |a: &Path, b: &Path| a.starts_with(b) || b.starts_with(a);
+        // Checked before the backup's folders are made, so a refused
+        // setting leaves nothing in the store; checked again once they
+        // exist, since a link made on the way can only be resolved then.
+        if let Ok(root) = self.root.canonicalize() {
+            if same(&resolve_existing(&dir), &root) {
+                return Err(overlapping());
+            }
+        }
+        let backup = LocalStore::open(&dir)?.with_retention(self.retention);
+        if let (Ok(a), Ok(b)) = (backup.root.canonicalize(), self.root.canonicalize()) {
+            if same(&a, &b) {
+                return Err(overlapping());
+            }
         }
         self.backup = Some(Arc::new(backup));
         Ok(self)
