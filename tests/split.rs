@@ -881,6 +881,47 @@ fn stored_names(dir: &Path) -> Vec<String> {
 }
 
 #[test]
+fn stored_clip_changed_since_its_manifest_is_not_adopted() {
+    let data = tempfile::tempdir().unwrap();
+    let case = fixture("cases/session/case.json");
+    let mut args = vec!["split", "--case", case.to_str().unwrap()];
+    let chapters: Vec<String> = SESSION
+        .iter()
+        .map(|p| fixture(p).display().to_string())
+        .collect();
+    args.extend(chapters.iter().map(String::as_str));
+    let (output, first) = run_json(data.path(), &args);
+    assert!(output.status.success());
+    let u1_path = PathBuf::from(clip(&first, "U1")["path"].as_str().unwrap());
+
+    // Stopped before the catalog rows, and one byte of U1's clip changed
+    // since: same size, other bytes.
+    forget_clip_rows(data.path());
+    let mut permissions = std::fs::metadata(&u1_path).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    permissions.set_readonly(false);
+    std::fs::set_permissions(&u1_path, permissions).unwrap();
+    let mut bytes = std::fs::read(&u1_path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&u1_path, &bytes).unwrap();
+    let changed_sha = common::sha256_of(&u1_path);
+
+    let (output, rerun) = run_json(data.path(), &["split", "--case", case.to_str().unwrap()]);
+    assert!(output.status.success());
+    let u1 = clip(&rerun, "U1");
+    assert_eq!(u1["status"], "created", "{u1:#}");
+    assert_eq!(u1["version"], 2, "{u1:#}");
+    assert_eq!(u1["sha256"], clip(&first, "U1")["sha256"], "cut again from the originals");
+    assert_eq!(clip(&rerun, "U2")["status"], "recovered");
+    assert_eq!(
+        common::sha256_of(&u1_path),
+        changed_sha,
+        "version 1 is left as found, for the fixity check to report"
+    );
+}
+
+#[test]
 fn stored_clip_without_row_is_adopted() {
     let data = tempfile::tempdir().unwrap();
     let case = fixture("cases/session/case.json");

@@ -404,7 +404,8 @@ fn read_clip_manifest(store: &dyn ObjectStore, key: &str) -> Option<StoredManife
 
 /// Adopts a clip that a stopped run stored with its manifest: writes the
 /// catalog row the manifest describes. None when the clip object is gone
-/// or its size differs from the manifest's, so that a new version is cut.
+/// or its size or SHA-256 differs from the manifest's, so that a new
+/// version is cut.
 fn adopt_with_manifest(
     services: &Services,
     case: &CaseRecord,
@@ -419,6 +420,12 @@ fn adopt_with_manifest(
         .map_err(store_error(&report.key))?;
     if object.map(|o| o.bytes) != Some(report.bytes) {
         tracing::warn!(key = %report.key, "clip manifest names an object that is missing or of another size; not adopted");
+        return Ok(None);
+    }
+    // A clip changed since it was stored keeps its size, so only its
+    // bytes tell whether the manifest still describes it.
+    if stored_sha256(services, &report.key).as_deref() != Some(report.sha256.as_str()) {
+        tracing::warn!(key = %report.key, "clip bytes differ from its manifest's SHA-256; not adopted");
         return Ok(None);
     }
     report.status = ClipStatus::Created;
