@@ -317,7 +317,13 @@ fn run(cli: Cli, lang: Lang) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 for deleted in &report.deleted {
-                    println!("{} {} ({})", lang.pick("已删除", "deleted"), deleted.location, deleted.copy);
+                    let location = &deleted.location;
+                    let primary = deleted.copy != "backup";
+                    match (lang, primary) {
+                        (Lang::Zh, true) => println!("已删除 {location}（主副本）"),
+                        (Lang::Zh, false) => println!("已删除 {location}（备份副本）"),
+                        (Lang::En, _) => println!("deleted {location} ({})", deleted.copy),
+                    }
                 }
             }
             Ok(ExitCode::SUCCESS)

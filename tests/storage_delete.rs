@@ -182,3 +182,22 @@ fn deletion_after_retention_removes_object_manifest_and_backup_and_logs_each() {
         "{report}"
     );
 }
+
+#[test]
+fn deletion_names_each_copy_in_chinese() {
+    let backup = tempfile::tempdir().unwrap();
+    let (data, sha256) = setup(&format!(
+        "ingest_tier = \"evidence\"\n[roles]\ntester = [\"operator\", \"approver\"]\n[store]\nevidence_retention = 0\n[store.local]\nbackup_dir = \"{}\"\n",
+        backup.path().display()
+    ));
+    let output = run(data.path(), &["--lang", "zh", "storage", "delete", "--sha256", &sha256]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(
+        lines[0].starts_with("已删除 ") && lines[0].ends_with("（主副本）"),
+        "{stdout}"
+    );
+    assert!(lines[1].ends_with("（备份副本）"), "{stdout}");
+}
