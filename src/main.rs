@@ -207,7 +207,7 @@ enum StorageAction {
         #[arg(requires = "tier", conflicts_with = "sha256")]
         key: Option<String>,
         /// A recording's SHA-256, instead of --tier and KEY
-        #[arg(long, required_unless_present = "key")]
+        #[arg(long, required_unless_present_any = ["key", "tier"])]
         sha256: Option<String>,
     },
 }

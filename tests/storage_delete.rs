@@ -201,3 +201,12 @@ fn deletion_names_each_copy_in_chinese() {
     );
     assert!(lines[1].ends_with("（备份副本）"), "{stdout}");
 }
+
+#[test]
+fn tier_without_key_asks_for_the_key_only() {
+    let data = tempfile::tempdir().unwrap();
+    let (output, stderr) = delete(data.path(), &["--tier", "evidence"]);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("<KEY>"), "{stderr}");
+    assert!(!stderr.contains("--sha256"), "{stderr}");
+}
