@@ -56,13 +56,39 @@ pub struct Config {
     pub store: StoreConfig,
     /// Roles each actor holds: `[roles]`, such as `li = ["approver"]`.
     #[serde(default)]
-    pub roles: std::collections::BTreeMap<String, Vec<crate::disclose::Role>>,
+    pub roles: Roles,
     /// Disclosure settings: `[disclosure]` (the watermark text).
     #[serde(default)]
     pub disclosure: crate::disclose::DisclosureConfig,
     /// Catalog location: `[catalog]`.
     #[serde(default)]
     pub catalog: CatalogConfig,
+}
+
+/// `[roles]`: the roles of each person, and whether the table is there at
+/// all, since an empty `[roles]` gives nobody a role while no `[roles]`
+/// is a single-person installation.
+#[derive(Clone, Debug, Default)]
+pub struct Roles {
+    pub people: std::collections::BTreeMap<String, Vec<crate::disclose::Role>>,
+    pub configured: bool,
+}
+
+impl std::ops::Deref for Roles {
+    type Target = std::collections::BTreeMap<String, Vec<crate::disclose::Role>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.people
+    }
+}
+
+impl<'de> Deserialize<'de> for Roles {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Roles, D::Error> {
+        Ok(Roles {
+            people: Deserialize::deserialize(deserializer)?,
+            configured: true,
+        })
+    }
 }
 
 /// The catalog: a SQLite file (the default, `DATA_DIR/catalog.sqlite`), or

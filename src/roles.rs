@@ -101,7 +101,7 @@ impl RoleError {
 /// Returns whether the configuration gives `actor` the role: `[roles]` when it
 /// exists, else the single-person default.
 pub fn has_role(config: &Config, actor: &str, role: Role) -> bool {
-    if config.roles.is_empty() {
+    if !config.roles.configured {
         return SINGLE_PERSON.contains(&role);
     }
     config
@@ -115,7 +115,7 @@ pub fn has_role(config: &Config, actor: &str, role: Role) -> bool {
 pub fn check(config: &Config, command: &'static str, needed: &[Role]) -> Result<Grant, RoleError> {
     let actor = config.actor();
     if needed.iter().any(|role| has_role(config, &actor, *role)) {
-        if config.roles.is_empty() {
+        if !config.roles.configured {
             tracing::info!(%actor, command, "allowed: single-person installation");
             return Ok(Grant::SinglePerson { actor });
         }
@@ -161,6 +161,15 @@ mod tests {
         for role in [Role::Disclosure, Role::Approver] {
             assert!(!has_role(&config, "anyone", role), "{role:?}");
         }
+    }
+
+    #[test]
+    fn empty_roles_table_gives_nobody_a_role() {
+        let config = config("[roles]\n");
+        for role in [Role::Operator, Role::Auditor, Role::Disclosure, Role::Approver] {
+            assert!(!has_role(&config, "anyone", role), "{role:?}");
+        }
+        assert!(check(&config, "process", PROCESS).is_err());
     }
 
     #[test]
