@@ -15,6 +15,10 @@ use crate::i18n::{Lang, Text};
 use crate::probe::{StartSource, TrackSummary};
 use crate::runner::{RecordingJob, Services};
 
+/// Sections that stages render for people (a `Text` each), shown after the
+/// files in this order.
+const TEXT_SECTIONS: [&str; 2] = ["continuity_text", "clips_text"];
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FileStatus {
@@ -235,8 +239,10 @@ impl ProcessReport {
                 let _ = writeln!(out, "  {}: {}", lang.pick("错误", "error"), error.get(lang));
             }
         }
-        if let Some(text) = self.sections.get("continuity_text").and_then(|t| t.get(lang.pick("zh", "en"))) {
-            out.push_str(text.as_str().unwrap_or_default());
+        for name in TEXT_SECTIONS {
+            if let Some(text) = self.sections.get(name).and_then(|t| t.get(lang.pick("zh", "en"))) {
+                out.push_str(text.as_str().unwrap_or_default());
+            }
         }
         for error in &self.errors {
             let _ = writeln!(out, "{}: {}", lang.pick("错误", "error"), error.get(lang));

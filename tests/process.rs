@@ -284,3 +284,25 @@ fn fixity_check_passes_on_everything_process_stored() {
     assert!(keys.iter().any(|k| k.ends_with(".png")), "the timeline is checked: {keys:?}");
     assert!(keys.iter().any(|k| k.starts_with("originals/")), "originals are checked: {keys:?}");
 }
+
+#[test]
+fn process_text_lists_clips_of_case() {
+    let data = tempfile::tempdir().unwrap();
+    let session = fixture("cases/session");
+    let case = session.join("case.json");
+    let output = run(
+        data.path(),
+        &["--lang", "en", "process", session.to_str().unwrap(), "--case", case.to_str().unwrap()],
+    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8_lossy(&output.stdout);
+    for unit in ["U1", "U2"] {
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{unit} ")) && l.contains("method"))
+            .unwrap_or_else(|| panic!("no clip line for {unit}:\n{text}"));
+        assert!(line.contains("v1 (created)"), "{line}");
+    }
+    assert!(text.contains("/U1/") && text.contains("v1.mp4"), "clip paths are shown:\n{text}");
+    assert_eq!(text.matches("method ").count(), 2, "each clip is listed once:\n{text}");
+}

@@ -71,10 +71,12 @@ pub fn run(args: &SplitArgs, data_dir: &Path, lang: Lang, json: bool) -> Result<
             serde_json::to_string_pretty(&report).expect("a report serializes")
         );
     } else {
-        if !args.paths.is_empty() {
+        // The process report shows the clips among its sections.
+        if args.paths.is_empty() {
+            print!("{}", render_clips(&outcome, lang));
+        } else {
             print!("{}", report.render_text(lang));
         }
-        print!("{}", render_clips(&outcome, lang));
     }
     let failed = !outcome.errors.is_empty() || report.count(FileStatus::Failed) > 0;
     Ok(if failed { 3 } else { 0 })

@@ -32,7 +32,7 @@ use thiserror::Error;
 
 use crate::case::{check_id, CaseRecord};
 use crate::catalog::CatalogError;
-use crate::i18n::Text;
+use crate::i18n::{Lang, Text};
 use crate::media::mp4_writer::Mp4WriteError;
 use crate::report::ProcessReport;
 use crate::runner::{BatchStage, RecordingJob, Services, StageError};
@@ -304,6 +304,14 @@ pub fn insert_sections(report: &mut ProcessReport, outcome: &SplitOutcome) {
     report.sections.insert(
         "clips_missing".into(),
         serde_json::to_value(&outcome.missing).expect("missing clips serialize"),
+    );
+    report.sections.insert(
+        "clips_text".into(),
+        serde_json::to_value(Text::new(
+            cli::render_clips(outcome, Lang::Zh),
+            cli::render_clips(outcome, Lang::En),
+        ))
+        .expect("a text serializes"),
     );
     report.errors.extend(outcome.errors.iter().cloned());
 }
