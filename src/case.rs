@@ -48,6 +48,23 @@ pub enum CaseError {
     },
 }
 
+/// Says in both languages why the JSON parser refused a case record. The
+/// parser's English words follow in brackets only where they name a type
+/// or value.
+fn json_error_text(error: &serde_json::Error) -> Text {
+    use serde_json::error::Category;
+    let (line, column) = (error.line(), error.column());
+    let zh = match error.classify() {
+        Category::Eof => format!("JSON 不完整：第 {line} 行第 {column} 列处意外结束"),
+        Category::Syntax => format!("不是有效的 JSON：第 {line} 行第 {column} 列有语法错误"),
+        Category::Data => {
+            format!("第 {line} 行第 {column} 列的值类型或取值不对（解析器原文：{error}）")
+        }
+        Category::Io => format!("读取失败（{error}）"),
+    };
+    Text::new(zh, error.to_string())
+}
+
 impl CaseError {
     /// The message in one language, for the command line.
     pub fn message(&self, lang: crate::i18n::Lang) -> String {
@@ -117,11 +134,8 @@ impl CaseRecord {
         let record: CaseRecord =
             serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
                 let field = e.path().to_string();
-                let inner = e.into_inner().to_string();
-                invalid(
-                    field,
-                    Text::new(format!("格式错误：{inner}"), inner.clone()),
-                )
+                let inner = e.into_inner();
+                invalid(field, json_error_text(&inner))
             })?;
 
         record.validate().map_err(|(field, message)| invalid(field, message))?;
@@ -306,6 +320,17 @@ mod tests {
             CaseError::Invalid { field, .. } => field,
             other => panic!("expected an invalid-field error, got {other}"),
         }
+    }
+
+    #[test]
+    fn truncated_record_is_named_incomplete_in_chinese() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = CaseRecord::load(&write_case(&dir, "{\n")).unwrap_err();
+        let zh = error.message(crate::i18n::Lang::Zh);
+        assert!(zh.contains("JSON 不完整：第 2 行第 0 列处意外结束"), "{zh}");
+        assert!(!zh.contains("EOF"), "{zh}");
+        let en = error.message(crate::i18n::Lang::En);
+        assert!(en.contains("EOF while parsing"), "{en}");
     }
 
     #[test]
