@@ -475,3 +475,41 @@ fn existing_output_is_never_overwritten() {
     assert!(!output.status.success());
     assert_eq!(std::fs::read(&out).unwrap(), b"keep me");
 }
+
+#[test]
+fn output_inside_the_store_is_refused_and_nothing_is_written_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let input = fixture(TEXTURED);
+    let (output, _) = run_json(&data, &["process", input.to_str().unwrap()]);
+    assert!(output.status.success());
+    let spec = write_spec(dir.path(), &mask_spec("solid", ""));
+    let tier = data.join("store/evidence");
+    let before: Vec<_> = std::fs::read_dir(&tier).unwrap().map(|e| e.unwrap().path()).collect();
+
+    for (lang, refusal) in [("zh", "位于对象存储"), ("en", "lies inside the object store")] {
+        let out = tier.join("copy.mp4");
+        let output = run(
+            &data,
+            &[
+                "--lang",
+                lang,
+                "redact",
+                input.to_str().unwrap(),
+                "--spec",
+                spec.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(refusal), "{lang}: {stderr}");
+    }
+    let after: Vec<_> = std::fs::read_dir(&tier).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(after, before, "nothing was written into the evidence tier");
+    let (output, fixity) = run_json(&data, &["verify"]);
+    assert!(output.status.success(), "{fixity}");
+    assert_eq!(fixity["failed"], 0, "{fixity}");
+}

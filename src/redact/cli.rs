@@ -127,6 +127,49 @@ fn log_stored_read(data_dir: &Path, config: &Config, input: &Path, lang: Lang) -
     Ok(())
 }
 
+/// Refuses an output inside the local store or its separate backup. A
+/// file written there has no manifest, so `verify` would report it for
+/// ever and `storage delete` could not remove it.
+fn refuse_output_in_store(data_dir: &Path, config: &Config, out: &Path) -> Result<(), Text> {
+    let folder = match out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => parent.canonicalize(),
+        None => Path::new(".").canonicalize(),
+    };
+    let Ok(folder) = folder else {
+        // The redaction itself refuses a folder that does not exist.
+        return Ok(());
+    };
+    let mut stores = vec![data_dir.join("store")];
+    stores.extend(
+        config
+            .store
+            .local
+            .backup_dir
+            .as_ref()
+            .map(|dir| data_dir.join(dir)),
+    );
+    for store in stores {
+        if store
+            .canonicalize()
+            .is_ok_and(|root| folder.starts_with(root))
+        {
+            return Err(Text::new(
+                format!(
+                    "输出文件 {} 位于对象存储 {} 之内；请把脱敏副本写到存储之外（存储中的对象只能由本程序经校验写入）",
+                    out.display(),
+                    store.display()
+                ),
+                format!(
+                    "output {} lies inside the object store {}; write the redacted copy outside it (objects in the store are written only by this program, verified)",
+                    out.display(),
+                    store.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Runs the command; returns the exit code or the message to print.
 pub fn run(args: &RedactArgs, data_dir: &Path, lang: Lang, json: bool) -> Result<u8, Text> {
     let encoder = encoder_settings(&args.preset, args.quality)?;
@@ -143,6 +186,7 @@ pub fn run(args: &RedactArgs, data_dir: &Path, lang: Lang, json: bool) -> Result
         encoder,
         force_full: args.full,
     };
+    refuse_output_in_store(data_dir, &config, &args.out)?;
     log_stored_read(data_dir, &config, &args.input, lang)?;
     let log = redact(&request).map_err(|e| e.message())?;
     if json {
