@@ -217,3 +217,25 @@ fn approved_export_is_watermarked_receipted_and_kept() {
         assert!(keys.iter().any(|k| k.ends_with(suffix)), "{suffix} is checked: {keys:?}");
     }
 }
+
+#[test]
+fn export_into_the_store_is_refused_and_the_request_stays_approved() {
+    let (dir, id, _) = filed_request();
+    let data = dir.path().join("data");
+    json(&as_actor(&data, "li", &["--json", "disclose", "approve", &id]));
+    let out = data.join("store/public/export");
+    std::fs::create_dir_all(&out).unwrap();
+    for (lang, refusal) in [("zh", "位于对象存储"), ("en", "lies inside the object store")] {
+        let output = as_actor(
+            &data,
+            "zhang",
+            &["--lang", lang, "disclose", "export", &id, "--out", out.to_str().unwrap()],
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(refusal), "{lang}: {stderr}");
+    }
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "nothing was written");
+    let view = json(&as_actor(&data, "li", &["--json", "disclose", "show", &id]));
+    assert_eq!(view["status"], "approved");
+}

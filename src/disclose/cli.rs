@@ -103,6 +103,12 @@ pub fn run(action: &DiscloseAction, services: &Services, json: bool) -> Result<u
             quality,
         } => {
             let encoder = encoder_settings(preset, *quality)?;
+            crate::redact::cli::refuse_folder_in_store(
+                &services.data_dir,
+                &services.config,
+                out,
+                out,
+            )?;
             let outcome =
                 super::export(services, request_id, out, encoder).map_err(|e| e.message())?;
             if json {

@@ -131,12 +131,20 @@ fn log_stored_read(data_dir: &Path, config: &Config, input: &Path, lang: Lang) -
 /// file written there has no manifest, so `verify` would report it for
 /// ever and `storage delete` could not remove it.
 fn refuse_output_in_store(data_dir: &Path, config: &Config, out: &Path) -> Result<(), Text> {
-    let folder = match out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        Some(parent) => parent.canonicalize(),
-        None => Path::new(".").canonicalize(),
-    };
-    let Ok(folder) = folder else {
-        // The redaction itself refuses a folder that does not exist.
+    let folder = out.parent().filter(|p| !p.as_os_str().is_empty());
+    refuse_folder_in_store(data_dir, config, folder.unwrap_or(Path::new(".")), out)
+}
+
+/// Refuses `folder` (where `out` is written) when it lies inside the local
+/// store or its separate backup; exports share the rule.
+pub fn refuse_folder_in_store(
+    data_dir: &Path,
+    config: &Config,
+    folder: &Path,
+    out: &Path,
+) -> Result<(), Text> {
+    let Ok(folder) = folder.canonicalize() else {
+        // The writer itself refuses a folder that does not exist.
         return Ok(());
     };
     let mut stores = vec![data_dir.join("store")];
@@ -155,12 +163,12 @@ fn refuse_output_in_store(data_dir: &Path, config: &Config, out: &Path) -> Resul
         {
             return Err(Text::new(
                 format!(
-                    "输出文件 {} 位于对象存储 {} 之内；请把脱敏副本写到存储之外（存储中的对象只能由本程序经校验写入）",
+                    "输出位置 {} 位于对象存储 {} 之内；请写到存储之外（存储中的对象只能由本程序经校验写入）",
                     out.display(),
                     store.display()
                 ),
                 format!(
-                    "output {} lies inside the object store {}; write the redacted copy outside it (objects in the store are written only by this program, verified)",
+                    "output {} lies inside the object store {}; write it outside the store (objects in the store are written only by this program, verified)",
                     out.display(),
                     store.display()
                 ),
