@@ -412,7 +412,15 @@ fn hash_stored(services: &Services, key: &str) -> Result<(String, String, u64), 
         clip: object.clone(),
         source,
     };
-    let mut reader = services.store.open(REMADE_TIER, key)?;
+    let read = crate::audit::StoredRead {
+        tier: REMADE_TIER,
+        key,
+        sha256: None,
+        purpose: READ_PURPOSE,
+        extra: None,
+    };
+    let logged = crate::audit::read_stored(services, &read)?;
+    let mut reader = logged.open(services.store.as_ref())?;
     let mut sha256 = sha2::Sha256::new();
     let mut sm3 = sm3::Sm3::new();
     let mut buffer = vec![0u8; 1 << 20];
