@@ -210,3 +210,26 @@ fn tier_without_key_asks_for_the_key_only() {
     assert!(stderr.contains("<KEY>"), "{stderr}");
     assert!(!stderr.contains("--sha256"), "{stderr}");
 }
+
+#[test]
+fn object_without_manifest_and_bad_key_are_refused_in_chinese_only() {
+    let (data, _) = setup("[roles]\ntester = [\"operator\", \"approver\"]\n");
+    let anchors = data.path().join("store/evidence/audit/head");
+    let anchor = std::fs::read_dir(&anchors)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name();
+    let key = format!("audit/head/{}", anchor.to_string_lossy());
+    let (output, stderr) = delete(data.path(), &["--lang", "zh", "--tier", "evidence", &key]);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("没有清单，无法确定保存期限"), "{stderr}");
+    assert!(!stderr.contains("unknown"), "{stderr}");
+    assert!(anchors.join(&anchor).exists(), "the anchor is kept");
+
+    let (output, stderr) = delete(data.path(), &["--lang", "zh", "--tier", "evidence", "../x"]);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("不允许"), "{stderr}");
+    assert!(!stderr.contains("not allowed"), "{stderr}");
+}

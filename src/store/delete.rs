@@ -64,20 +64,25 @@ impl DeleteError {
             }
             DeleteError::NotFound { tier, key } => format!("{tier}/{key} 不在存储中"),
             DeleteError::Retained { tier, key, until } => {
-                let until = if until == "permanent" {
-                    "永久"
-                } else {
-                    until.as_str()
-                };
-                format!("不能删除 {tier}/{key}：保存期限至 {until}，期满前任何人不得删除")
+                match until.as_str() {
+                    "permanent" => format!("不能删除 {tier}/{key}：永久保存，任何人不得删除"),
+                    super::local::UNTIL_NO_MANIFEST => format!(
+                        "不能删除 {tier}/{key}：没有清单，无法确定保存期限，因此不得删除"
+                    ),
+                    until => format!(
+                        "不能删除 {tier}/{key}：保存期限至 {until}，期满前任何人不得删除"
+                    ),
+                }
             }
             DeleteError::LegalHold { tier, key } => {
                 format!("不能删除 {tier}/{key}：该对象处于法定保全（legal hold）状态")
             }
-            DeleteError::Store { subject, source } => format!("删除 {subject} 失败：{source}"),
+            DeleteError::Store { subject, source } => {
+                format!("删除 {subject} 失败：{}", source.text().zh)
+            }
             DeleteError::Catalog(source) => format!("读取目录失败：{source}"),
             DeleteError::Audit { subject, source } => {
-                format!("{subject} 已删除，但写入审计日志失败：{source}")
+                format!("{subject} 已删除，但写入审计日志失败：{}", source.text().zh)
             }
         };
         Text::new(zh, self.to_string())

@@ -43,6 +43,10 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     }
 }
 
+/// The retention given for an object without a manifest, which says when
+/// it was stored: it cannot be deleted, and messages name the reason.
+pub(crate) const UNTIL_NO_MANIFEST: &str = "unknown (no manifest)";
+
 /// Resolves a path that may not exist yet: its nearest existing ancestor
 /// with links resolved, and the missing rest appended as written.
 fn resolve_existing(path: &Path) -> PathBuf {
@@ -363,7 +367,7 @@ impl ObjectStore for LocalStore {
             StoreError::NotFound { .. } => StoreError::Retained {
                 tier: tier.as_str(),
                 key: key.to_string(),
-                until: "unknown (no manifest)".to_string(),
+                until: UNTIL_NO_MANIFEST.to_string(),
             },
             other => other,
         })?;
