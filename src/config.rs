@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::i18n::Text;
 use crate::naming::NamePattern;
 
 /// Default data directory, relative to the working directory.
@@ -29,6 +30,24 @@ pub enum ConfigError {
     },
     #[error("invalid config file {path}: {message}")]
     Invalid { path: PathBuf, message: String },
+}
+
+impl ConfigError {
+    /// The error in both languages. The TOML parser's own message, which
+    /// names the line and the field, is quoted as it is.
+    pub fn text(&self) -> Text {
+        let zh = match self {
+            ConfigError::Read { path, source } => format!(
+                "无法读取配置文件 {}：{}",
+                path.display(),
+                crate::i18n::io_error_zh(source)
+            ),
+            ConfigError::Invalid { path, message } => {
+                format!("配置文件 {} 无效：{message}", path.display())
+            }
+        };
+        Text::new(zh, self.to_string())
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]

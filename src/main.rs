@@ -480,7 +480,7 @@ fn run(cli: Cli, lang: Lang) -> anyhow::Result<ExitCode> {
 /// before the catalog or the store is opened; says so once when the
 /// single-person default (no `[roles]`) let it run.
 fn authorize(data_dir: &std::path::Path, command: &'static str, needed: &[evidence::disclose::Role], lang: Lang) -> anyhow::Result<()> {
-    let config = evidence::config::Config::load(data_dir)?;
+    let config = evidence::config::Config::load(data_dir).map_err(|e| anyhow::anyhow!(e.text().get(lang).to_string()))?;
     let grant = evidence::roles::check(&config, command, needed).map_err(|e| anyhow::anyhow!(e.text().get(lang).to_string()))?;
     if let Some(notice) = grant.notice() {
         eprintln!("{}", notice.get(lang));

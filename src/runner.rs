@@ -56,22 +56,34 @@ impl Services {
                 data_dir.display()
             )
         })?;
-        let config = Config::load(data_dir)?;
+        let config = Config::load(data_dir).map_err(|e| anyhow::anyhow!(e.text().get(lang).to_string()))?;
         let catalog = Catalog::open_configured(data_dir, &config.catalog)?;
         let retention = crate::store::retention::RetentionPolicy::from_config(&config.store);
+        let store_error = |e: crate::store::StoreError| anyhow::anyhow!(e.text().get(lang).to_string());
         let store: Box<dyn ObjectStore> = match config.store.backend {
             crate::config::Backend::Local => Box::new(
-                LocalStore::open(&data_dir.join("store"))?
+                LocalStore::open(&data_dir.join("store"))
+                    .map_err(store_error)?
                     .with_retention(retention)
-                    .with_backup(config.store.local.backup_dir.as_deref(), data_dir)?,
+                    .with_backup(config.store.local.backup_dir.as_deref(), data_dir)
+                    .map_err(store_error)?,
             ),
             crate::config::Backend::S3 => {
                 let resume = Catalog::open_configured(data_dir, &config.catalog)?;
-                Box::new(crate::store::s3::S3Store::open(&config.store, data_dir, Some(Arc::new(resume)))?)
+                Box::new(
+                    crate::store::s3::S3Store::open(&config.store, data_dir, Some(Arc::new(resume)))
+                        .map_err(store_error)?,
+                )
             }
         };
         let ingest_tier = Tier::parse(&config.ingest_tier).ok_or_else(|| {
-            anyhow::anyhow!("config: ingest_tier {:?} is not a tier (routine, evidence, longterm, public)", config.ingest_tier)
+            anyhow::anyhow!(
+                "{}",
+                lang.pick(
+                    &format!("配置：ingest_tier {:?} 不是存储层（routine、evidence、longterm、public）", config.ingest_tier),
+                    &format!("config: ingest_tier {:?} is not a tier (routine, evidence, longterm, public)", config.ingest_tier),
+                )
+            )
         })?;
         Ok(Services {
             data_dir: data_dir.to_path_buf(),

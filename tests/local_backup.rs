@@ -137,6 +137,11 @@ fn backup_directory_inside_the_store_is_refused() {
         !data.path().join("store/evidence/copy").exists(),
         "a refused backup_dir makes no folders inside the evidence tier"
     );
+
+    let output = run(data.path(), &["--lang", "zh", "process", fixture(SAMPLE).to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("备份必须是另一个目录"), "{stderr}");
+    assert!(!stderr.contains("another directory"), "no English in the Chinese message: {stderr}");
 }
 
 #[test]

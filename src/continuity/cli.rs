@@ -28,12 +28,7 @@ pub fn check(
     decode: bool,
     timeline: Option<&Path>,
 ) -> Result<CheckReport, Text> {
-    let config = Config::load(data_dir).map_err(|e| {
-        Text::new(
-            format!("配置文件无效：{e}"),
-            format!("invalid configuration: {e}"),
-        )
-    })?;
+    let config = Config::load(data_dir).map_err(|e| e.text())?;
 
     let mut justifications = HashMap::new();
     let mut filings = Vec::new();

@@ -181,8 +181,7 @@ pub fn refuse_folder_in_store(
 /// Runs the command; returns the exit code or the message to print.
 pub fn run(args: &RedactArgs, data_dir: &Path, lang: Lang, json: bool) -> Result<u8, Text> {
     let encoder = encoder_settings(&args.preset, args.quality)?;
-    let config = Config::load(data_dir)
-        .map_err(|e| Text::new(format!("配置无效：{e}"), format!("invalid config: {e}")))?;
+    let config = Config::load(data_dir).map_err(|e| e.text())?;
     let actor = config.actor();
     let spec = Spec::load(&args.spec).map_err(|e| e.message())?;
     let request = Request {

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 use super::retention::{read_manifest, Capabilities, RetentionPolicy};
 use super::{check_key, ObjectInfo, ObjectStore, StagedObject, StoreError, Tier, MANIFEST_SUFFIX};
+use crate::i18n::Text;
 
 const STAGING_DIR: &str = ".staging";
 
@@ -99,10 +100,17 @@ impl LocalStore {
         let Some(dir) = dir else { return Ok(self) };
         let dir = data_dir.join(dir);
         let overlapping = || StoreError::Setting {
-            message: format!(
-                "[store.local] backup_dir {} lies inside the store {} (or holds it); a backup must be another directory, ideally on another disk",
-                dir.display(),
-                self.root.display()
+            message: Text::new(
+                format!(
+                    "[store.local] backup_dir {} 位于存储目录 {} 之内（或包含它）；备份必须是另一个目录，最好在另一块磁盘上",
+                    dir.display(),
+                    self.root.display()
+                ),
+                format!(
+                    "[store.local] backup_dir {} lies inside the store {} (or holds it); a backup must be another directory, ideally on another disk",
+                    dir.display(),
+                    self.root.display()
+                ),
             ),
         };
         let same = |a: &Path, b: &Path| a.starts_with(b) || b.starts_with(a);

@@ -100,13 +100,20 @@ pub enum StoreError {
         message: String,
         retryable: bool,
     },
-    #[error("object store setting is not usable: {message}")]
-    Setting { message: String },
+    #[error("object store setting is not usable: {}", .message.en)]
+    Setting { message: Text },
     #[error("{path} changed after it was hashed (bytes {offset}..{end} differ); nothing was stored from it")]
     SourceChanged { path: PathBuf, offset: u64, end: u64 },
 }
 
 impl StoreError {
+    /// A catalog failure met while the store lists or records objects.
+    pub fn catalog(error: impl std::fmt::Display) -> StoreError {
+        StoreError::Setting {
+            message: Text::new(format!("目录数据库出错：{error}"), format!("catalog failed: {error}")),
+        }
+    }
+
     /// The error in both languages. Messages that come from a server or a
     /// setting are quoted as they are.
     pub fn text(&self) -> Text {
@@ -136,7 +143,7 @@ impl StoreError {
             StoreError::Remote { subject, message, .. } => {
                 format!("对象存储请求 {subject} 失败：{message}")
             }
-            StoreError::Setting { message } => format!("对象存储设置不可用：{message}"),
+            StoreError::Setting { message } => format!("对象存储设置不可用：{}", message.zh),
             StoreError::SourceChanged { path, offset, end } => format!(
                 "{} 在计算哈希之后发生了变化（第 {offset}..{end} 字节不同），未保存其中任何内容",
                 path.display()

@@ -297,7 +297,10 @@ pub fn read_manifest(store: &dyn ObjectStore, tier: Tier, key: &str) -> Result<M
             source,
         })?;
     let invalid = |e: serde_json::Error| StoreError::Setting {
-        message: format!("manifest {}/{manifest_key} is not valid: {e}", tier.as_str()),
+        message: Text::new(
+            format!("清单 {}/{manifest_key} 无效：{e}", tier.as_str()),
+            format!("manifest {}/{manifest_key} is not valid: {e}", tier.as_str()),
+        ),
     };
     if let Ok(manifest) = serde_json::from_str::<Manifest>(&text) {
         return Ok(manifest);

@@ -65,6 +65,7 @@ use sha2::{Digest, Sha256};
 use sm3::Sm3;
 use tokio::runtime::Runtime;
 
+use crate::i18n::Text;
 use crate::catalog::Catalog;
 use crate::config::{ObjectLockUse, S3Endpoint, StoreConfig, TierTarget};
 
@@ -205,10 +206,17 @@ impl S3Store {
                     .clone()
                     .or_else(|| config.bucket.clone())
                     .ok_or_else(|| StoreError::Setting {
-                        message: format!(
-                            "[store] names no bucket for tier {}: set `bucket`, or `bucket` under [store.{}]",
-                            tier.as_str(),
-                            tier.as_str()
+                        message: Text::new(
+                            format!(
+                                "[store] 没有为 {} 层指定存储桶：请设置 `bucket`，或 [store.{}] 下的 `bucket`",
+                                tier.as_str(),
+                                tier.as_str()
+                            ),
+                            format!(
+                                "[store] names no bucket for tier {}: set `bucket`, or `bucket` under [store.{}]",
+                                tier.as_str(),
+                                tier.as_str()
+                            ),
                         ),
                     })?;
             tiers.insert(
@@ -244,9 +252,10 @@ impl S3Store {
                 let evidence = &tiers[&Tier::Evidence];
                 if location.bucket_id() == evidence.bucket_id() && location.prefix == evidence.prefix {
                     return Err(StoreError::Setting {
-                        message:
-                            "[store.backup] is the evidence tier itself; a backup must be another bucket or prefix"
-                                .to_string(),
+                        message: Text::new(
+                            "[store.backup] 就是证据层本身；备份必须是另一个存储桶或前缀",
+                            "[store.backup] is the evidence tier itself; a backup must be another bucket or prefix",
+                        ),
                     });
                 }
                 Some(S3Store {
@@ -284,7 +293,10 @@ impl S3Store {
 
     fn location(&self, tier: Tier) -> Result<&Location, StoreError> {
         self.inner.tiers.get(&tier).ok_or_else(|| StoreError::Setting {
-            message: format!("this store keeps no {} tier", tier.as_str()),
+            message: Text::new(
+                format!("此存储没有 {} 层", tier.as_str()),
+                format!("this store keeps no {} tier", tier.as_str()),
+            ),
         })
     }
 
@@ -299,7 +311,7 @@ impl S3Store {
         match &self.inner.catalog {
             Some(catalog) => catalog
                 .uploads(&location.url(key))
-                .map_err(|e| StoreError::Setting { message: e.to_string() }),
+                .map_err(StoreError::catalog),
             None => Ok(Vec::new()),
         }
     }
@@ -340,9 +352,15 @@ impl S3Store {
         if !self.features(location).await.object_lock {
             if self.inner.lock_use == ObjectLockUse::Required {
                 return Err(StoreError::Setting {
-                    message: format!(
-                        "bucket {} has no object lock but object_lock = \"required\"; run `evidence storage init` on a bucket created with object lock",
-                        location.bucket_id()
+                    message: Text::new(
+                        format!(
+                            "存储桶 {} 没有对象锁定，但配置为 object_lock = \"required\"；请在创建时启用了对象锁定的存储桶上运行 `evidence storage init`",
+                            location.bucket_id()
+                        ),
+                        format!(
+                            "bucket {} has no object lock but object_lock = \"required\"; run `evidence storage init` on a bucket created with object lock",
+                            location.bucket_id()
+                        ),
                     ),
                 });
             }
@@ -793,13 +811,23 @@ fn check_disjoint(tiers: &HashMap<Tier, Location>) -> Result<(), StoreError> {
                 && (la.prefix.starts_with(&lb.prefix) || lb.prefix.starts_with(&la.prefix))
             {
                 return Err(StoreError::Setting {
-                    message: format!(
-                        "tiers {} and {} share bucket {} with overlapping prefixes {:?} and {:?}; give each its own prefix",
-                        a.as_str(),
-                        b.as_str(),
-                        la.bucket,
-                        la.prefix,
-                        lb.prefix
+                    message: Text::new(
+                        format!(
+                            "{} 层与 {} 层共用存储桶 {}，且前缀 {:?} 与 {:?} 重叠；请为每层设置各自的前缀",
+                            a.as_str(),
+                            b.as_str(),
+                            la.bucket,
+                            la.prefix,
+                            lb.prefix
+                        ),
+                        format!(
+                            "tiers {} and {} share bucket {} with overlapping prefixes {:?} and {:?}; give each its own prefix",
+                            a.as_str(),
+                            b.as_str(),
+                            la.bucket,
+                            la.prefix,
+                            lb.prefix
+                        ),
                     ),
                 });
             }
@@ -813,30 +841,48 @@ fn upload_settings(config: &StoreConfig) -> Result<UploadSettings, StoreError> {
     let part_size = multipart.part_size_mib.saturating_mul(1 << 20);
     if part_size < MIN_PART_BYTES || part_size > (5 << 30) {
         return Err(StoreError::Setting {
-            message: format!(
-                "[store.multipart] part_size_mib = {} must be between 5 and 5120",
-                multipart.part_size_mib
+            message: Text::new(
+                format!(
+                    "[store.multipart] part_size_mib = {} 必须在 5 到 5120 之间",
+                    multipart.part_size_mib
+                ),
+                format!(
+                    "[store.multipart] part_size_mib = {} must be between 5 and 5120",
+                    multipart.part_size_mib
+                ),
             ),
         });
     }
     let budget = multipart.memory_budget_mib.saturating_mul(1 << 20);
     if budget < part_size {
         return Err(StoreError::Setting {
-            message: format!(
-                "[store.multipart] memory_budget_mib = {} must hold at least one part of {} MiB",
-                multipart.memory_budget_mib, multipart.part_size_mib
+            message: Text::new(
+                format!(
+                    "[store.multipart] memory_budget_mib = {} 至少要容纳一个 {} MiB 的分片",
+                    multipart.memory_budget_mib, multipart.part_size_mib
+                ),
+                format!(
+                    "[store.multipart] memory_budget_mib = {} must hold at least one part of {} MiB",
+                    multipart.memory_budget_mib, multipart.part_size_mib
+                ),
             ),
         });
     }
     if multipart.concurrency == 0 {
         return Err(StoreError::Setting {
-            message: "[store.multipart] concurrency must be at least 1".to_string(),
+            message: Text::new(
+                "[store.multipart] concurrency 至少为 1",
+                "[store.multipart] concurrency must be at least 1",
+            ),
         });
     }
     if let Some(rate) = multipart.max_mib_per_second {
         if !(rate > 0.0) {
             return Err(StoreError::Setting {
-                message: "[store.multipart] max_mib_per_second must be above 0".to_string(),
+                message: Text::new(
+                    "[store.multipart] max_mib_per_second 必须大于 0",
+                    "[store.multipart] max_mib_per_second must be above 0",
+                ),
             });
         }
     }
@@ -893,7 +939,10 @@ pub(crate) fn build_client(endpoint: &S3Endpoint) -> Result<Client, StoreError> 
         (None, None) => {
             if env_nonempty("AWS_ACCESS_KEY_ID").is_none() || env_nonempty("AWS_SECRET_ACCESS_KEY").is_none() {
                 return Err(StoreError::Setting {
-                    message: "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or access_key_id and secret_access_key in [store]".to_string(),
+                    message: Text::new(
+                        "没有 S3 凭据：请设置 AWS_ACCESS_KEY_ID 和 AWS_SECRET_ACCESS_KEY，或在 [store] 中设置 access_key_id 和 secret_access_key",
+                        "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or access_key_id and secret_access_key in [store]",
+                    ),
                 });
             }
             builder =
@@ -901,8 +950,10 @@ pub(crate) fn build_client(endpoint: &S3Endpoint) -> Result<Client, StoreError> 
         }
         _ => {
             return Err(StoreError::Setting {
-                message: "[store] gives only one of access_key_id and secret_access_key; give both or neither"
-                    .to_string(),
+                message: Text::new(
+                    "[store] 只给出了 access_key_id 和 secret_access_key 中的一个；请两个都给，或都不给",
+                    "[store] gives only one of access_key_id and secret_access_key; give both or neither",
+                ),
             })
         }
     }

@@ -209,11 +209,11 @@ pub fn verify(
             .collect();
         let recordings = catalog
             .recordings()
-            .map_err(|e| StoreError::Setting { message: e.to_string() })?;
+            .map_err(StoreError::catalog)?;
         // A recording deleted after its retention ended is no longer expected.
         let deleted = catalog
             .deleted_keys(tier.as_str())
-            .map_err(|e| StoreError::Setting { message: e.to_string() })?;
+            .map_err(StoreError::catalog)?;
         let expected: BTreeSet<String> = recordings
             .into_iter()
             .filter(|r| r.tier == tier.as_str() && !deleted.contains(&r.key))
@@ -304,7 +304,7 @@ fn log_read(records: Records<'_>, next: &ToHash<'_, '_>) -> Result<crate::audit:
         purpose: READ_PURPOSE,
         extra: Some(("copy", next.item.copy.as_str())),
     };
-    crate::audit::log_read(records.catalog, records.actor, &read).map_err(|e| StoreError::Setting { message: e.to_string() })
+    crate::audit::log_read(records.catalog, records.actor, &read).map_err(StoreError::catalog)
 }
 
 /// Reads one object's manifest: `Err` with the outcome when the object

@@ -34,6 +34,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::i18n::Text;
 use crate::catalog::{Catalog, PartRow};
 
 use super::{remote, Location, LockPlan, UploadSettings, MAX_PARTS};
@@ -289,9 +290,15 @@ impl Multipart<'_> {
         let part_count = self.size.div_ceil(part_size).max(1) as i32;
         if self.parts.len() != part_count as usize {
             return Err(StoreError::Setting {
-                message: format!(
-                    "{target}: {} part checksums for {part_count} parts of {part_size} bytes",
-                    self.parts.len()
+                message: Text::new(
+                    format!(
+                        "{target}：有 {} 个分片校验和，但按每片 {part_size} 字节应有 {part_count} 个分片",
+                        self.parts.len()
+                    ),
+                    format!(
+                        "{target}: {} part checksums for {part_count} parts of {part_size} bytes",
+                        self.parts.len()
+                    ),
                 ),
             });
         }
