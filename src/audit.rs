@@ -453,7 +453,7 @@ pub fn verify(services: &Services, options: VerifyOptions) -> Result<VerifyRepor
     let events = services.catalog.audit_events()?;
     let mut report = verify_events(&events);
 
-    let anchors = anchor::list_anchors(services.store.as_ref()).map_err(VerifyError::Anchors)?;
+    let anchors = anchor::list_all_anchors(services.store.as_ref()).map_err(VerifyError::Anchors)?;
     let (anchor_problems, missing_tail) = compare_anchors(&events, &anchors);
     for problem in anchor_problems {
         if !report.problems.iter().any(|p| p.seq == problem.seq) {
@@ -554,7 +554,11 @@ fn compare_anchors(
 /// Fills in the anchored event's description and the message of a
 /// missing tail; an anchor whose content cannot be read still has its key.
 fn describe_tail(store: &dyn crate::store::ObjectStore, tail: &mut MissingTail) {
-    match anchor::read_anchor(store, &tail.anchor_key) {
+    let content = anchor::read_anchor(store, &tail.anchor_key).or_else(|error| match store.backup() {
+        Some(backup) => anchor::read_anchor(backup, &tail.anchor_key),
+        None => Err(error),
+    });
+    match content {
         Ok(Some(content)) if content.seq == tail.to_seq && content.hash == tail.anchor_hash => {
             tail.anchor_action = Some(content.action);
             tail.anchor_object = Some(content.object);

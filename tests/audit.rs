@@ -599,3 +599,44 @@ fn anchors_in_s3_store_reveal_cut_tail() {
     assert_eq!(report["missing_tail"]["to_seq"], last);
     assert_eq!(report["missing_tail"]["anchor_hash"], before["head_hash"]);
 }
+
+#[test]
+fn anchors_in_local_backup_reveal_cut_tail() {
+    let data = tempfile::tempdir().unwrap();
+    let backup = tempfile::tempdir().unwrap();
+    std::fs::write(
+        data.path().join("config.toml"),
+        format!(
+            "[roles]\ntester = [\"operator\", \"auditor\"]\n[store.local]\nbackup_dir = {:?}\n",
+            backup.path().display().to_string()
+        ),
+    )
+    .unwrap();
+    let output = run(data.path(), &process_args());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let (_, before) = verify(data.path());
+    let last = before["checked"].as_i64().unwrap();
+    assert!(last > 4, "{before:#}");
+
+    // Cut the chain and delete the anchors the primary store holds, as
+    // someone with shell access to this machine's store could.
+    tamper(data.path(), "DELETE FROM audit_events WHERE seq > 3");
+    let anchors = data.path().join("store/evidence/audit");
+    let chmod = std::process::Command::new("chmod")
+        .args(["-R", "u+w"])
+        .arg(&anchors)
+        .status()
+        .unwrap();
+    assert!(chmod.success());
+    std::fs::remove_dir_all(&anchors).unwrap();
+
+    let (output, report) = verify(data.path());
+    assert_eq!(output.status.code(), Some(3), "{report:#}");
+    assert_eq!(report["intact"], false);
+    let tail = &report["missing_tail"];
+    assert_eq!(tail["from_seq"], 4, "{report:#}");
+    assert!(
+        tail["to_seq"].as_i64().unwrap() >= last,
+        "the backup's anchors reach the cut events: {report:#}"
+    );
+}

@@ -118,6 +118,18 @@ pub fn list_anchors(store: &dyn ObjectStore) -> Result<Vec<AnchorKey>, StoreErro
     Ok(anchors)
 }
 
+/// Lists the anchors of the store and of its separate backup, so that
+/// anchors deleted from one copy still vouch for the chain.
+pub fn list_all_anchors(store: &dyn ObjectStore) -> Result<Vec<AnchorKey>, StoreError> {
+    let mut anchors = list_anchors(store)?;
+    if let Some(backup) = store.backup() {
+        anchors.extend(list_anchors(backup)?);
+        anchors.sort_by(|a, b| a.seq.cmp(&b.seq).then_with(|| a.key.cmp(&b.key)));
+        anchors.dedup_by(|a, b| a.key == b.key);
+    }
+    Ok(anchors)
+}
+
 /// Reads an anchor's content, to show what the missing event was.
 pub fn read_anchor(store: &dyn ObjectStore, key: &str) -> Result<Option<Anchor>, StoreError> {
     let mut text = String::new();
