@@ -65,14 +65,31 @@ fn json_error_text(error: &serde_json::Error) -> Text {
     Text::new(zh, error.to_string())
 }
 
+/// Whether a field path from the JSON parser names the whole document.
+fn is_whole_document(field: &str) -> bool {
+    matches!(field, "" | "." | "?")
+}
+
 impl CaseError {
     /// The message in one language, for the command line.
     pub fn message(&self, lang: crate::i18n::Lang) -> String {
         match self {
             CaseError::Read { path, source } => format!(
-                "{} {}: {source}",
+                "{} {}: {}",
                 lang.pick("无法读取案件记录", "cannot read case record"),
-                path.display()
+                path.display(),
+                match lang {
+                    crate::i18n::Lang::Zh => crate::i18n::io_error_zh(source),
+                    crate::i18n::Lang::En => source.to_string(),
+                }
+            ),
+            // The parser names no field when the document as a whole is
+            // not valid JSON.
+            CaseError::Invalid { path, field, message } if is_whole_document(field) => format!(
+                "{} {}: {}",
+                lang.pick("案件记录无效", "invalid case record"),
+                path.display(),
+                message.get(lang)
             ),
             CaseError::Invalid {
                 path,
@@ -331,6 +348,17 @@ mod tests {
         assert!(!zh.contains("EOF"), "{zh}");
         let en = error.message(crate::i18n::Lang::En);
         assert!(en.contains("EOF while parsing"), "{en}");
+        assert!(!zh.contains("字段"), "no field is named for the whole document: {zh}");
+        assert!(!en.contains("field"), "no field is named for the whole document: {en}");
+    }
+
+    #[test]
+    fn missing_record_is_named_in_chinese() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = CaseRecord::load(&dir.path().join("none.json")).unwrap_err();
+        let zh = error.message(crate::i18n::Lang::Zh);
+        assert!(zh.contains("无法读取案件记录"), "{zh}");
+        assert!(zh.contains("文件或目录不存在"), "{zh}");
     }
 
     #[test]
