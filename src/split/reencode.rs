@@ -155,7 +155,15 @@ pub fn cut_reencoded(
         Method::ReencodeWhole
     };
 
-    let mut encoded_entries: Vec<Vec<u8>> = Vec::new();
+    // Without a splice every video sample comes from a re-encode, so the
+    // track starts with no entry: each encoded part's entry is then added
+    // once, and the sample entry numbers that `append` hands out stay the
+    // ones the written track holds.
+    if splice.is_none() {
+        if let Some(out) = video {
+            builder.set_sample_entries(out, Vec::new());
+        }
+    }
     let mut part_number = 0;
     for segment in &plan.segments {
         let recording = &recordings[segment.recording];
@@ -254,10 +262,7 @@ pub fn cut_reencoded(
                                 })?;
                                 source_entry.clone()
                             }
-                            None => {
-                                encoded_entries.push(encoded_entry.clone());
-                                encoded_entry
-                            }
+                            None => encoded_entry,
                         };
                         builder.append(out, encoded, &output, &entry, 0.0, to - from, clip_from);
                     }
@@ -268,12 +273,6 @@ pub fn cut_reencoded(
         builder.segment_report().preroll = 0.0;
     }
 
-    if splice.is_none() {
-        if let Some(out) = video {
-            encoded_entries.dedup();
-            builder.set_sample_entries(out, encoded_entries);
-        }
-    }
     if let (Some(out), Some(splice)) = (video, &splice) {
         builder.set_sample_entries(out, vec![splice.merged.clone()]);
     }
