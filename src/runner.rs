@@ -365,10 +365,7 @@ pub fn collect_inputs(paths: &[PathBuf]) -> Vec<Input> {
                 Err(e) => inputs.push(not_readable(path, &e)),
             },
             Ok(meta) if meta.is_file() => inputs.push(Input::File(path.clone())),
-            Ok(_) => inputs.push(Input::Skipped {
-                path: path.clone(),
-                reason: Text::new("不是普通文件", "not a regular file"),
-            }),
+            Ok(_) => inputs.push(not_regular(path.clone())),
             Err(e) => inputs.push(not_readable(path, &e)),
         }
     }
@@ -417,8 +414,12 @@ fn walk(dir: &Path, root: &Path, inputs: &mut Vec<Input>) {
     };
     entries.sort();
     for path in entries {
-        let Ok(link_meta) = std::fs::symlink_metadata(&path) else {
-            continue;
+        let link_meta = match std::fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) => {
+                inputs.push(not_readable(&path, &e));
+                continue;
+            }
         };
         if link_meta.file_type().is_symlink() {
             let target = std::fs::canonicalize(&path);
@@ -426,7 +427,8 @@ fn walk(dir: &Path, root: &Path, inputs: &mut Vec<Input>) {
                 Ok(target) if target.starts_with(root) && target.is_file() => {
                     inputs.push(Input::File(path));
                 }
-                Ok(target) if target.starts_with(root) => {}
+                Ok(target) if target.starts_with(root) && target.is_dir() => {}
+                Ok(target) if target.starts_with(root) => inputs.push(not_regular(path)),
                 _ => inputs.push(Input::Skipped {
                     path,
                     reason: Text::new(
@@ -439,6 +441,17 @@ fn walk(dir: &Path, root: &Path, inputs: &mut Vec<Input>) {
             walk(&path, root, inputs);
         } else if link_meta.is_file() {
             inputs.push(Input::File(path));
+        } else {
+            inputs.push(not_regular(path));
         }
+    }
+}
+
+/// Marks a pipe, socket or device as skipped, because reading one could
+/// block or never end.
+fn not_regular(path: PathBuf) -> Input {
+    Input::Skipped {
+        path,
+        reason: Text::new("不是普通文件", "not a regular file"),
     }
 }
