@@ -78,6 +78,10 @@ pub enum RedactError {
         width: u32,
         height: u32,
     },
+    #[error(
+        "redaction spec field {field}: it starts at {from} s, at or after the end of the recording ({end:.3} s), so it would hide nothing"
+    )]
+    AfterEnd { field: String, from: f64, end: f64 },
     #[error("pipeline {name} failed: {message}")]
     Pipeline { name: &'static str, message: String },
     #[error("output check failed: {}", .0.en)]
@@ -115,6 +119,9 @@ impl RedactError {
             } => {
                 format!("脱敏规格字段 {field}：遮罩完全位于 {width}x{height} 画面之外")
             }
+            RedactError::AfterEnd { field, from, end } => format!(
+                "脱敏规格字段 {field}：开始时间 {from} 秒不早于录像的结束时间（{end:.3} 秒），此项不会遮盖任何内容"
+            ),
             RedactError::Pipeline { name, message } => format!("处理管道 {name} 失败：{message}"),
             RedactError::Verify(message) => format!("输出检查失败：{}", message.zh),
             RedactError::Cancelled => "同一脱敏任务的另一部分失败，已停止".to_string(),
@@ -213,6 +220,7 @@ pub fn redact(request: &Request<'_>) -> Result<RedactionLog, RedactError> {
     check_output(input, output)?;
     let source = inspect(input)?;
     check_masks_reach_picture(spec, source.display_width, source.display_height)?;
+    check_items_start_before_end(spec, source.index.as_ref())?;
 
     let partial = partial_path(output);
     let _ = std::fs::remove_file(&partial);
@@ -376,6 +384,40 @@ fn check_masks_reach_picture(spec: &Spec, width: u32, height: u32) -> Result<(),
                 width,
                 height,
             });
+        }
+    }
+    Ok(())
+}
+
+/// Rejects a mask that starts at or after the video's end, and an audio
+/// range that starts at or after the audio's end. Such an item hides
+/// nothing, yet the output would still look redacted.
+fn check_items_start_before_end(
+    spec: &Spec,
+    index: Option<&ContainerIndex>,
+) -> Result<(), RedactError> {
+    let Some(index) = index else {
+        return Ok(());
+    };
+    let end_of = |kind: TrackKind| {
+        index
+            .tracks
+            .iter()
+            .filter(|t| t.kind == kind)
+            .map(crate::split::cut::presented_end)
+            .fold(0.0, f64::max)
+    };
+    let masks = spec.masks.iter().enumerate().map(|(i, mask)| {
+        let from = mask.from.unwrap_or(0.0);
+        (format!("masks[{i}].from"), from, end_of(TrackKind::Video))
+    });
+    let audio = spec.audio.iter().enumerate().map(|(i, range)| {
+        (format!("audio[{i}].from"), range.from, end_of(TrackKind::Audio))
+    });
+    for (field, from, end) in masks.chain(audio) {
+        // An end of zero means the index has no such track to measure.
+        if end > 0.0 && from >= end {
+            return Err(RedactError::AfterEnd { field, from, end });
         }
     }
     Ok(())
