@@ -171,14 +171,23 @@ pub fn ingest(
     // name right now: the lookup and the commit must not interleave.
     let _lock = lock_ingest(&services.data_dir)?;
     if let Some(existing) = services.catalog.recording(&sha256)? {
-        drop(staged);
         services.catalog.record_sighting(&sha256, &path.display().to_string(), &now.to_rfc3339())?;
         let tier = Tier::parse(&existing.tier).unwrap_or(Tier::Routine);
-        let location = services
-            .store
-            .head(tier, &existing.key)?
-            .map(|info| info.location)
-            .unwrap_or_else(|| existing.key.clone());
+        // A stored original that has gone missing is written again from
+        // this upload, which has the same SHA-256. Nothing is overwritten,
+        // and the evidence is back in the store, not only in the catalog.
+        let (location, restored) = match services.store.head(tier, &existing.key)? {
+            Some(info) => {
+                drop(staged);
+                (info.location, false)
+            }
+            None => {
+                staged.set_digests(&sha256, &sm3);
+                let info = staged.commit(tier, &existing.key, &sha256)?;
+                tracing::warn!(%sha256, tier = tier.as_str(), key = %existing.key, "stored original was missing; stored again from this upload");
+                (info.location, true)
+            }
+        };
         record_ingest(services, &sha256, tier, &existing.key, existing.bytes)?;
         tracing::info!(%sha256, key = %existing.key, "already ingested");
         return Ok(Ingested {
@@ -188,7 +197,7 @@ pub fn ingest(
             tier,
             key: existing.key,
             location,
-            is_new: false,
+            is_new: restored,
             ingested_at: existing.ingested_at.parse().unwrap_or(now),
         });
     }
