@@ -35,10 +35,7 @@ pub fn render_check(report: &CheckReport, lang: Lang, timezone: chrono_tz::Tz) -
             "  {}: {} ({})",
             lang.pick("开始时间", "start"),
             local(file.start, timezone),
-            serde_json::to_value(file.start_source)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default()
+            start_source_label(file.start_source, lang)
         );
         for track in &file.tracks {
             let _ = writeln!(
@@ -70,6 +67,28 @@ pub fn render_check(report: &CheckReport, lang: Lang, timezone: chrono_tz::Tz) -
         let _ = writeln!(out, "{}: {}", lang.pick("错误", "error"), error.get(lang));
     }
     out
+}
+
+/// Returns the label of a recording's start source in the reader's language.
+fn start_source_label(source: crate::probe::StartSource, lang: Lang) -> &'static str {
+    use crate::probe::StartSource;
+    match source {
+        StartSource::Container => lang.pick("容器创建时间", "container creation time"),
+        StartSource::FileName => lang.pick("文件名", "file name"),
+        StartSource::UploadTime => lang.pick("上传时间", "upload time"),
+    }
+}
+
+/// Returns the label of a unit gap's kind (`head`, `tail`, `gap`,
+/// `no_footage`) in the reader's language, or an unknown kind unchanged.
+fn gap_kind_label(kind: &str, lang: Lang) -> &str {
+    match kind {
+        "head" => lang.pick("开头", "head"),
+        "tail" => lang.pick("结尾", "tail"),
+        "gap" => lang.pick("中断", "gap"),
+        "no_footage" => lang.pick("无录像", "no footage"),
+        other => other,
+    }
 }
 
 /// Renders sessions, units, gaps and deadlines.
@@ -144,7 +163,7 @@ pub fn render_sections(report: &ContinuityReport, lang: Lang, timezone: chrono_t
                 out,
                 "  {} {} {} – {} {:.2} s, {state} [{}]",
                 lang.pick("缺失", "missing"),
-                gap.kind,
+                gap_kind_label(&gap.kind, lang),
                 local(gap.from, timezone),
                 local(gap.to, timezone),
                 gap.duration,
