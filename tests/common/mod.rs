@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod appsink;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -24,10 +26,22 @@ pub fn binary() -> Command {
 }
 
 /// Runs the binary with a data directory, failing the test on a hang.
+pub fn run(data_dir: &Path, args: &[&str]) -> Output {
+    finish(binary(), data_dir, args)
+}
+
+/// Runs the binary as the person `actor` (whose roles the data
+/// directory's config names), with nothing on stdin, failing on a hang.
+pub fn run_as(data_dir: &Path, actor: &str, args: &[&str]) -> Output {
+    let mut command = binary();
+    command.env("EVIDENCE_ACTOR", actor).stdin(Stdio::null());
+    finish(command, data_dir, args)
+}
+
 /// Output is read on another thread while waiting, so a large report
 /// cannot fill the pipe and stall the child.
-pub fn run(data_dir: &Path, args: &[&str]) -> Output {
-    let child = binary()
+fn finish(mut command: Command, data_dir: &Path, args: &[&str]) -> Output {
+    let child = command
         .arg("--data-dir")
         .arg(data_dir)
         .args(args)
@@ -102,4 +116,112 @@ pub fn stored_objects(data_dir: &Path) -> usize {
         .iter()
         .map(|tier| count(&data_dir.join("store").join(tier).join("originals")))
         .sum()
+}
+
+/// Fails the test unless the run exited with success, printing its exit
+/// code, stderr and stdout, because a JSON report on stdout may name the cause.
+#[track_caller]
+pub fn assert_success(output: &Output) {
+    assert_success_for(output, "");
+}
+
+/// Like `assert_success`, with a note that names the step that failed.
+#[track_caller]
+pub fn assert_success_for(output: &Output, what: &str) {
+    assert!(
+        output.status.success(),
+        "{what}{}exit {:?}\nstderr:\n{}\nstdout:\n{}",
+        if what.is_empty() { "" } else { ": " },
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
+/// Runs a command that prints JSON, fails the test unless it succeeds, and
+/// returns the document.
+#[track_caller]
+pub fn run_json_ok(data_dir: &Path, args: &[&str]) -> Value {
+    let (output, json) = run_json(data_dir, args);
+    assert_success(&output);
+    json
+}
+
+/// Parses the JSON a successful run printed.
+#[track_caller]
+pub fn success_json(output: &Output) -> Value {
+    assert_success(output);
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+/// The text that a refusal for a missing role contains, for each `--lang`.
+pub const REFUSALS: [(&str, &str); 2] = [("zh", "无权执行"), ("en", "may not run")];
+
+/// Runs `args` as `actor` in both languages and checks that each run is
+/// refused with exit code 1, naming the person and the role it lacks.
+#[track_caller]
+pub fn assert_refused(data_dir: &Path, actor: &str, role: &str, args: &[&str]) {
+    for (lang, needle) in REFUSALS {
+        let mut full = vec!["--lang", lang];
+        full.extend_from_slice(args);
+        let output = run_as(data_dir, actor, &full);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(needle), "{args:?} {lang}: {stderr}");
+        assert!(
+            stderr.contains(actor),
+            "the refusal names the person: {stderr}"
+        );
+        assert!(
+            stderr.contains(role),
+            "the refusal names the role: {stderr}"
+        );
+    }
+}
+
+/// Finds the report's clip of `unit`.
+pub fn clip<'a>(report: &'a Value, unit: &str) -> &'a Value {
+    report["clips"]
+        .as_array()
+        .expect("clips is an array")
+        .iter()
+        .find(|c| c["unit_id"] == unit)
+        .unwrap_or_else(|| panic!("no clip for {unit} in {report:#}"))
+}
+
+/// Writes the session case record with U1 ending at 10:00:12 instead of
+/// 10:00:14; returns its path.
+pub fn moved_boundary(data: &Path) -> PathBuf {
+    let record = std::fs::read_to_string(fixture("cases/session/case.json"))
+        .unwrap()
+        .replace(
+            "\"to\": \"2024-05-01T10:00:14+08:00\"",
+            "\"to\": \"2024-05-01T10:00:12+08:00\"",
+        );
+    let path = data.join("changed-case.json");
+    std::fs::write(&path, record).unwrap();
+    path
+}
+
+/// Runs `command` (`process` or `check`) on the session folder with its
+/// case record, fails the test unless it succeeds, and returns the report.
+#[track_caller]
+pub fn on_session(data_dir: &Path, command: &str) -> Value {
+    let session = fixture("cases/session");
+    let case = session.join("case.json");
+    run_json_ok(
+        data_dir,
+        &[
+            command,
+            session.to_str().unwrap(),
+            "--case",
+            case.to_str().unwrap(),
+        ],
+    )
 }
