@@ -26,12 +26,7 @@ fn backed_up() -> (tempfile::TempDir, tempfile::TempDir, String) {
         ),
     )
     .unwrap();
-    let (output, report) = run_json(data.path(), &["process", fixture(SAMPLE).to_str().unwrap()]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let report = run_json_ok(data.path(), &["process", fixture(SAMPLE).to_str().unwrap()]);
     let key = report["files"][0]["evidence_key"]
         .as_str()
         .unwrap()
@@ -97,11 +92,7 @@ fn compliance_report_names_evidence_whose_local_backup_is_missing() {
             data,
             &["report", "--from", "2000-01-01", "--to", "2099-12-31"],
         );
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert_success(&output);
         report
     };
     let report = report_of(data.path());
