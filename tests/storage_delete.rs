@@ -18,11 +18,7 @@ fn setup(config: &str) -> (tempfile::TempDir, String) {
     std::fs::write(data.path().join("config.toml"), config).unwrap();
     let file = fixture(SAMPLE);
     let output = run(data.path(), &["process", file.to_str().unwrap()]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_success(&output);
     (data, sha256_of(&file))
 }
 
@@ -135,11 +131,7 @@ fn deletion_after_retention_removes_object_manifest_and_backup_and_logs_each() {
     let mut args = vec!["storage", "delete", "--sha256", &sha256];
     args.push("--json");
     let output = run(data.path(), &args);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_success(&output);
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     let copies: Vec<&str> = report["deleted"]
         .as_array()
@@ -171,11 +163,7 @@ fn deletion_after_retention_removes_object_manifest_and_backup_and_logs_each() {
         data.path(),
         &["report", "--from", "2000-01-01", "--to", "2099-12-31"],
     );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_success(&output);
     assert_eq!(
         report["evidence_without_backup"].as_array().map(Vec::len),
         Some(0),
