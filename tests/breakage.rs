@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{binary, file_entry, fixture, run, run_json, sha256_of, stored_objects};
+use common::{
+    assert_success, binary, file_entry, fixture, run, run_json, sha256_of, stored_objects,
+};
 use serde_json::Value;
 
 /// Zeros appended to an upload so that its single read pass lasts long
@@ -191,11 +193,7 @@ fn example_session_chapters_start_as_named() {
         .arg(out.path())
         .output()
         .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    assert_success(&made);
 
     let data = tempfile::tempdir().unwrap();
     let session = out.path().join("session");
