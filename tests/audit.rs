@@ -22,11 +22,7 @@ fn logged_data() -> tempfile::TempDir {
     let data = tempfile::tempdir().unwrap();
     write_roles(data.path());
     let output = run(data.path(), &process_args());
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_success(&output);
     data
 }
 
@@ -74,14 +70,14 @@ fn only_problem(report: &Value) -> &Value {
 fn every_ingest_is_logged_and_the_chain_verifies() {
     let data = logged_data();
     let (output, report) = verify(data.path());
-    assert!(output.status.success());
+    assert_success(&output);
     assert_eq!(report["intact"], true);
     // One event per ingested chapter (3), per read of a chapter by the
     // split (3) and per clip cut for a unit (2).
     assert_eq!(report["checked"], 8);
 
     let again = run(data.path(), &process_args());
-    assert!(again.status.success());
+    assert_success(&again);
     assert_eq!(
         verify(data.path()).1["checked"],
         11,
@@ -150,27 +146,7 @@ fn audit_and_report_refuse_people_without_the_auditor_role() {
         &["report", "--from", "2024-05-01", "--to", "2024-05-31"],
     ];
     for args in cases {
-        for (lang, needle) in [("zh", "无权执行"), ("en", "may not run")] {
-            let output = binary()
-                .env("EVIDENCE_ACTOR", "clerk")
-                .arg("--data-dir")
-                .arg(data.path())
-                .args(["--lang", lang])
-                .args(args)
-                .output()
-                .unwrap();
-            assert_eq!(output.status.code(), Some(1), "{args:?}");
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            assert!(stderr.contains(needle), "{args:?} {lang}: {stderr}");
-            assert!(
-                stderr.contains("clerk"),
-                "the refusal names the person: {stderr}"
-            );
-            assert!(
-                stderr.contains("auditor"),
-                "the refusal names the role: {stderr}"
-            );
-        }
+        assert_refused(data.path(), "clerk", "auditor", args);
     }
 }
 
@@ -178,7 +154,7 @@ fn audit_and_report_refuse_people_without_the_auditor_role() {
 fn compliance_report_counts_the_period() {
     let data = logged_data();
     let out = tempfile::tempdir().unwrap();
-    let (output, report) = run_json(
+    let report = run_json_ok(
         data.path(),
         &[
             "report",
@@ -189,11 +165,6 @@ fn compliance_report_counts_the_period() {
             "--out",
             out.path().to_str().unwrap(),
         ],
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(report["totals"]["recordings"], 3);
     // Uploaded years after May 2024, each chapter is late and has no filing.
@@ -230,33 +201,21 @@ fn disclosure_request_refuses_people_without_the_role() {
         "cases/session/HB0631_130631001_20240501100000_0001.MP4",
     ));
     let spec = fixture("redact-example.json");
-    for (lang, needle) in [("zh", "无权执行"), ("en", "may not run")] {
-        let output = binary()
-            .env("EVIDENCE_ACTOR", "clerk")
-            .arg("--data-dir")
-            .arg(data.path())
-            .args([
-                "--lang",
-                lang,
-                "disclose",
-                "request",
-                "--purpose",
-                "litigation",
-                "--item",
-                &sha,
-                "--spec",
-            ])
-            .arg(&spec)
-            .output()
-            .unwrap();
-        assert_eq!(output.status.code(), Some(1));
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(stderr.contains(needle), "{lang}: {stderr}");
-        assert!(
-            stderr.contains("disclosure"),
-            "the refusal names the role: {stderr}"
-        );
-    }
+    assert_refused(
+        data.path(),
+        "clerk",
+        "disclosure",
+        &[
+            "disclose",
+            "request",
+            "--purpose",
+            "litigation",
+            "--item",
+            &sha,
+            "--spec",
+            spec.to_str().unwrap(),
+        ],
+    );
 }
 
 /// Finds the stored files (manifests excluded) under `prefix` of every tier.
@@ -374,11 +333,7 @@ fn last_event_cut_and_replaced_is_named() {
         data.path(),
         &["report", "--from", "2024-05-01", "--to", "2024-05-31"],
     );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_success(&output);
 
     let (output, report) = verify(data.path());
     assert_eq!(output.status.code(), Some(3), "{report:#}");
@@ -463,7 +418,7 @@ fn reads_at_the_end_of_a_command_are_anchored() {
     let (_, first) = verify(data.path());
     // Processing the same footage again stores nothing new but reads the
     // originals, and those reads end the chain.
-    assert!(run(data.path(), &process_args()).status.success());
+    assert_success(&run(data.path(), &process_args()));
     let (_, second) = verify(data.path());
     let last = second["checked"].as_i64().unwrap();
     assert!(last > first["checked"].as_i64().unwrap(), "{second:#}");
@@ -494,7 +449,7 @@ fn exported_data() -> (tempfile::TempDir, String) {
     .unwrap();
     let input = fixture("cases/base-10s.mp4");
     let (output, _) = run_json(data.path(), &["process", input.to_str().unwrap()]);
-    assert!(output.status.success());
+    assert_success(&output);
     let spec = fixture("redact-example.json");
     let (output, request) = run_json(
         data.path(),
@@ -509,30 +464,16 @@ fn exported_data() -> (tempfile::TempDir, String) {
             spec.to_str().unwrap(),
         ],
     );
-    assert!(output.status.success());
+    assert_success(&output);
     let id = request["request_id"].as_str().unwrap().to_string();
-    let approved = binary()
-        .env("EVIDENCE_ACTOR", "li")
-        .arg("--data-dir")
-        .arg(data.path())
-        .args(["disclose", "approve", &id])
-        .output()
-        .unwrap();
-    assert!(
-        approved.status.success(),
-        "{}",
-        String::from_utf8_lossy(&approved.stderr)
-    );
+    let approved = run_as(data.path(), "li", &["disclose", "approve", &id]);
+    assert_success(&approved);
     let out = data.path().join("out");
     let exported = run(
         data.path(),
         &["disclose", "export", &id, "--out", out.to_str().unwrap()],
     );
-    assert!(
-        exported.status.success(),
-        "{}",
-        String::from_utf8_lossy(&exported.stderr)
-    );
+    assert_success(&exported);
     (data, id)
 }
 
@@ -582,8 +523,8 @@ fn anchors_in_s3_store_reveal_cut_tail() {
         ),
     )
     .unwrap();
-    assert!(run(data.path(), &["storage", "init"]).status.success());
-    assert!(run(data.path(), &process_args()).status.success());
+    assert_success(&run(data.path(), &["storage", "init"]));
+    assert_success(&run(data.path(), &process_args()));
     let (output, before) = verify(data.path());
     assert_eq!(output.status.code(), Some(0), "{before:#}");
     assert_eq!(before["anchor"]["seq"], before["checked"]);
@@ -613,7 +554,7 @@ fn anchors_in_local_backup_reveal_cut_tail() {
     )
     .unwrap();
     let output = run(data.path(), &process_args());
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_success(&output);
     let (_, before) = verify(data.path());
     let last = before["checked"].as_i64().unwrap();
     assert!(last > 4, "{before:#}");

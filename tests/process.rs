@@ -11,8 +11,7 @@ use common::*;
 fn session_is_ingested_with_hashes_tracks_and_origin() {
     let data = tempfile::tempdir().unwrap();
     let session = fixture("cases/session");
-    let (output, report) = run_json(data.path(), &["process", session.to_str().unwrap()]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report = run_json_ok(data.path(), &["process", session.to_str().unwrap()]);
 
     let files = report["files"].as_array().unwrap();
     assert_eq!(files.len(), 4, "three chapters and the case record");
@@ -67,8 +66,7 @@ fn rerun_recognizes_recordings_and_writes_nothing() {
     run_json(data.path(), &["process", session.to_str().unwrap()]);
     let objects = stored_objects(data.path());
 
-    let (output, report) = run_json(data.path(), &["process", session.to_str().unwrap()]);
-    assert!(output.status.success());
+    let report = run_json_ok(data.path(), &["process", session.to_str().unwrap()]);
     for file in report["files"].as_array().unwrap() {
         let expected = if file["path"].as_str().unwrap().ends_with("case.json") {
             "skipped"
@@ -86,8 +84,7 @@ fn unfinalized_recording_is_kept_and_called_unreadable() {
     let data = tempfile::tempdir().unwrap();
     for name in ["unfinalized-killed.mp4", "unfinalized-truncated.mp4"] {
         let source = fixture(&format!("cases/{name}"));
-        let (output, report) = run_json(data.path(), &["process", source.to_str().unwrap()]);
-        assert!(output.status.success());
+        let report = run_json_ok(data.path(), &["process", source.to_str().unwrap()]);
         let entry = file_entry(&report, name);
         assert_eq!(entry["status"], "unreadable", "{name}");
         assert!(entry["reason"]["en"].as_str().unwrap().contains("not finalized"), "{name}: {}", entry["reason"]);
@@ -171,8 +168,7 @@ fn every_sample_and_case_ends_with_a_clear_status() {
     let data = tempfile::tempdir().unwrap();
     let samples = fixture("samples");
     let cases = fixture("cases");
-    let (output, report) = run_json(data.path(), &["process", samples.to_str().unwrap(), cases.to_str().unwrap()]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report = run_json_ok(data.path(), &["process", samples.to_str().unwrap(), cases.to_str().unwrap()]);
 
     let files = report["files"].as_array().unwrap();
     assert!(files.len() > 60, "every fixture is processed, got {}", files.len());
@@ -258,7 +254,7 @@ fn data_dir_from_environment_is_used() {
         .args(["process", "--json", fixture("cases/base-10s.mp4").to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(output.status.success());
+    assert_success(&output);
     assert!(data.path().join("catalog.sqlite").exists());
     assert_eq!(stored_objects(data.path()), 1);
 }
@@ -266,19 +262,13 @@ fn data_dir_from_environment_is_used() {
 #[test]
 fn fixity_check_passes_on_everything_process_stored() {
     let data = tempfile::tempdir().unwrap();
-    let session = fixture("cases/session");
-    let case = session.join("case.json");
-    let (output, _) = run_json(
-        data.path(),
-        &["process", session.to_str().unwrap(), "--case", case.to_str().unwrap()],
-    );
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    on_session(data.path(), "process");
 
     let (output, report) = run_json(data.path(), &["verify"]);
     let objects = report["objects"].as_array().unwrap();
     let failures: Vec<_> = objects.iter().filter(|o| o["status"] != "ok").collect();
     assert!(failures.is_empty(), "{failures:#?}");
-    assert!(output.status.success());
+    assert_success(&output);
     let keys: Vec<&str> = objects.iter().map(|o| o["key"].as_str().unwrap()).collect();
     assert!(keys.iter().any(|k| k.starts_with("clips/")), "clips are checked: {keys:?}");
     assert!(keys.iter().any(|k| k.ends_with(".png")), "the timeline is checked: {keys:?}");
@@ -294,7 +284,7 @@ fn process_text_lists_clips_of_case() {
         data.path(),
         &["--lang", "en", "process", session.to_str().unwrap(), "--case", case.to_str().unwrap()],
     );
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_success(&output);
     let text = String::from_utf8_lossy(&output.stdout);
     for unit in ["U1", "U2"] {
         let line = text
