@@ -3,9 +3,6 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Output;
-
 use common::*;
 use serde_json::Value;
 
@@ -20,25 +17,6 @@ wang = ["disclosure"]
 watermark = "公开副本 {request}"
 "#;
 
-fn as_actor(data: &Path, actor: &str, args: &[&str]) -> Output {
-    let mut command = binary();
-    command
-        .env("EVIDENCE_ACTOR", actor)
-        .arg("--data-dir")
-        .arg(data)
-        .args(args);
-    command.output().unwrap()
-}
-
-fn json(output: &Output) -> Value {
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
-}
-
 /// A data directory with the base fixture ingested and one request filed by zhang.
 fn filed_request() -> (tempfile::TempDir, String, String) {
     let dir = tempfile::tempdir().unwrap();
@@ -46,11 +24,10 @@ fn filed_request() -> (tempfile::TempDir, String, String) {
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("config.toml"), CONFIG).unwrap();
     let input = fixture("cases/base-10s.mp4");
-    let (output, _) = run_json(&data, &["process", input.to_str().unwrap()]);
-    assert!(output.status.success());
+    run_json_ok(&data, &["process", input.to_str().unwrap()]);
     let sha = sha256_of(&input);
     let spec = fixture("redact-example.json");
-    let request = json(&as_actor(
+    let request = success_json(&run_as(
         &data,
         "zhang",
         &[
@@ -76,7 +53,7 @@ fn export_without_approval_is_refused() {
     let (dir, id, _) = filed_request();
     let data = dir.path().join("data");
     let out = dir.path().join("out");
-    let output = as_actor(
+    let output = run_as(
         &data,
         "wang",
         &[
@@ -102,17 +79,17 @@ fn export_without_approval_is_refused() {
 fn requester_and_non_approver_cannot_approve() {
     let (dir, id, _) = filed_request();
     let data = dir.path().join("data");
-    let own = as_actor(
+    let own = run_as(
         &data,
         "zhang",
         &["--lang", "en", "disclose", "approve", &id],
     );
     assert!(!own.status.success());
     assert!(String::from_utf8_lossy(&own.stderr).contains("cannot decide it"));
-    let other = as_actor(&data, "wang", &["--lang", "zh", "disclose", "approve", &id]);
+    let other = run_as(&data, "wang", &["--lang", "zh", "disclose", "approve", &id]);
     assert!(!other.status.success());
     assert!(String::from_utf8_lossy(&other.stderr).contains("wang 无权执行 `disclose approve`"));
-    let view = json(&as_actor(&data, "li", &["--json", "disclose", "show", &id]));
+    let view = success_json(&run_as(&data, "li", &["--json", "disclose", "show", &id]));
     assert_eq!(view["status"], "requested");
     assert!(view["decisions"].as_array().unwrap().is_empty());
 }
@@ -121,7 +98,7 @@ fn requester_and_non_approver_cannot_approve() {
 fn rejected_request_cannot_be_exported() {
     let (dir, id, _) = filed_request();
     let data = dir.path().join("data");
-    let view = json(&as_actor(
+    let view = success_json(&run_as(
         &data,
         "li",
         &[
@@ -136,7 +113,7 @@ fn rejected_request_cannot_be_exported() {
     assert_eq!(view["status"], "rejected");
     assert_eq!(view["decisions"][0]["actor"], "li");
     let out = dir.path().join("out");
-    let output = as_actor(
+    let output = run_as(
         &data,
         "zhang",
         &["disclose", "export", &id, "--out", out.to_str().unwrap()],
@@ -148,7 +125,7 @@ fn rejected_request_cannot_be_exported() {
 fn approved_export_is_watermarked_receipted_and_kept() {
     let (dir, id, sha) = filed_request();
     let data = dir.path().join("data");
-    let view = json(&as_actor(
+    let view = success_json(&run_as(
         &data,
         "li",
         &["--json", "disclose", "approve", &id],
@@ -157,7 +134,7 @@ fn approved_export_is_watermarked_receipted_and_kept() {
     assert_eq!(view["decisions"][0]["actor"], "li");
 
     let out = dir.path().join("out");
-    let export = json(&as_actor(
+    let export = success_json(&run_as(
         &data,
         "wang",
         &[
@@ -204,11 +181,11 @@ fn approved_export_is_watermarked_receipted_and_kept() {
     assert!(text.contains("Disclosure receipt"));
     assert!(text.contains(&sha));
 
-    let view = json(&as_actor(&data, "li", &["--json", "disclose", "show", &id]));
+    let view = success_json(&run_as(&data, "li", &["--json", "disclose", "show", &id]));
     assert_eq!(view["status"], "exported");
     assert_eq!(view["exports"][0]["actor"], "wang");
 
-    let fixity = json(&as_actor(&data, "tester", &["--json", "verify", "--tier", "public"]));
+    let fixity = success_json(&run_as(&data, "tester", &["--json", "verify", "--tier", "public"]));
     let objects = fixity["objects"].as_array().unwrap();
     let failures: Vec<_> = objects.iter().filter(|o| o["status"] != "ok").collect();
     assert!(failures.is_empty(), "every kept export record verifies: {failures:#?}");
@@ -222,11 +199,11 @@ fn approved_export_is_watermarked_receipted_and_kept() {
 fn export_into_the_store_is_refused_and_the_request_stays_approved() {
     let (dir, id, _) = filed_request();
     let data = dir.path().join("data");
-    json(&as_actor(&data, "li", &["--json", "disclose", "approve", &id]));
+    success_json(&run_as(&data, "li", &["--json", "disclose", "approve", &id]));
     let out = data.join("store/public/export");
     std::fs::create_dir_all(&out).unwrap();
     for (lang, refusal) in [("zh", "位于对象存储"), ("en", "lies inside the object store")] {
-        let output = as_actor(
+        let output = run_as(
             &data,
             "zhang",
             &["--lang", lang, "disclose", "export", &id, "--out", out.to_str().unwrap()],
@@ -236,6 +213,6 @@ fn export_into_the_store_is_refused_and_the_request_stays_approved() {
         assert!(stderr.contains(refusal), "{lang}: {stderr}");
     }
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "nothing was written");
-    let view = json(&as_actor(&data, "li", &["--json", "disclose", "show", &id]));
+    let view = success_json(&run_as(&data, "li", &["--json", "disclose", "show", &id]));
     assert_eq!(view["status"], "approved");
 }

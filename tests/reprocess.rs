@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Output;
 
 use common::*;
 use serde_json::Value;
@@ -25,50 +24,22 @@ li = ["approver"]
 watermark = "公开副本 {request}"
 "#;
 
-fn as_actor(data: &Path, actor: &str, args: &[&str]) -> Output {
-    binary()
-        .env("EVIDENCE_ACTOR", actor)
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn json(output: &Output) -> Value {
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
-}
-
 /// Processes the session case, then requests, approves and exports a
 /// redacted copy of U1's first clip; returns the request id.
 fn exported_clip(data: &Path, out: &Path) -> String {
     std::fs::write(data.join("config.toml"), CONFIG).unwrap();
-    let session = fixture("cases/session");
-    let case = session.join("case.json");
-    let (output, _) = run_json(
-        data,
-        &[
-            "process",
-            session.to_str().unwrap(),
-            "--case",
-            case.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    on_session(data, "process");
     assert!(data.join("store/evidence").join(U1_V1).is_file());
 
+    export_u1_v1(data, out)
+}
+
+/// Requests, approves and exports a redacted copy of U1's first clip,
+/// which is stored; returns the request id.
+fn export_u1_v1(data: &Path, out: &Path) -> String {
     let spec = fixture("redact-example.json");
     let item = format!("evidence/{U1_V1}");
-    let request = json(&as_actor(
+    let request = success_json(&run_as(
         data,
         "tester",
         &[
@@ -84,12 +55,12 @@ fn exported_clip(data: &Path, out: &Path) -> String {
         ],
     ));
     let id = request["request_id"].as_str().unwrap().to_string();
-    json(&as_actor(
+    success_json(&run_as(
         data,
         "li",
         &["--json", "disclose", "approve", &id],
     ));
-    json(&as_actor(
+    success_json(&run_as(
         data,
         "tester",
         &[
@@ -104,20 +75,6 @@ fn exported_clip(data: &Path, out: &Path) -> String {
     id
 }
 
-/// Writes the session case record with U1 ending at 10:00:12 instead of
-/// 10:00:14; returns its path.
-fn moved_boundary(data: &Path) -> std::path::PathBuf {
-    let record = std::fs::read_to_string(fixture("cases/session/case.json"))
-        .unwrap()
-        .replace(
-            "\"to\": \"2024-05-01T10:00:14+08:00\"",
-            "\"to\": \"2024-05-01T10:00:12+08:00\"",
-        );
-    let path = data.join("changed-case.json");
-    std::fs::write(&path, record).unwrap();
-    path
-}
-
 #[test]
 fn reprocess_remakes_redacted_copy_from_new_clip() {
     let dir = tempfile::tempdir().unwrap();
@@ -125,7 +82,7 @@ fn reprocess_remakes_redacted_copy_from_new_clip() {
     std::fs::create_dir_all(&data).unwrap();
     let out = dir.path().join("out");
     let id = exported_clip(&data, &out);
-    let view = json(&as_actor(
+    let view = success_json(&run_as(
         &data,
         "tester",
         &["--json", "disclose", "show", &id],
@@ -135,7 +92,7 @@ fn reprocess_remakes_redacted_copy_from_new_clip() {
     let old_sha = exported["sha256"].as_str().unwrap().to_string();
 
     let record = moved_boundary(&data);
-    let (output, report) = run_json(
+    let report = run_json_ok(
         &data,
         &[
             "reprocess",
@@ -145,17 +102,7 @@ fn reprocess_remakes_redacted_copy_from_new_clip() {
             record.to_str().unwrap(),
         ],
     );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let u1 = report["clips"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["unit_id"] == "U1")
-        .unwrap();
+    let u1 = clip(&report, "U1");
     assert_eq!(u1["version"], 2);
     assert_eq!(u1["status"], "created");
     let new_clip_sha = sha256_of(&data.join("store/evidence").join(U1_V2));
@@ -251,14 +198,14 @@ fn reprocess_remakes_redacted_copy_from_new_clip() {
 
     // Reprocessing again makes nothing twice.
     let (output, again) = run_json(&data, &["reprocess", "--case", CASE_ID]);
-    assert!(output.status.success());
+    assert_success(&output);
     assert!(
         again["redactions"].as_array().unwrap().is_empty(),
         "{again:#}"
     );
 
     let text = run(&data, &["--lang", "en", "reprocess", "--case", CASE_ID]);
-    assert!(text.status.success());
+    assert_success(&text);
     let stdout = String::from_utf8_lossy(&text.stdout);
     assert!(stdout.contains("case reprocessed"), "{stdout}");
 }
@@ -271,12 +218,7 @@ fn reprocess_without_new_clip_remakes_nothing() {
     let out = dir.path().join("out");
     exported_clip(&data, &out);
 
-    let (output, report) = run_json(&data, &["reprocess", "--case", CASE_ID]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let report = run_json_ok(&data, &["reprocess", "--case", CASE_ID]);
     assert!(
         report["redactions"].as_array().unwrap().is_empty(),
         "{report:#}"
@@ -290,19 +232,15 @@ fn reprocess_names_an_unchanged_clip_in_the_language_asked_for() {
     std::fs::write(data.path().join("config.toml"), CONFIG).unwrap();
     let case = fixture("cases/session/case.json");
     let session = fixture("cases/session");
-    let processed = as_actor(
+    let processed = run_as(
         data.path(),
         "tester",
         &["process", session.to_str().unwrap(), "--case", case.to_str().unwrap()],
     );
-    assert!(
-        processed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&processed.stderr)
-    );
+    assert_success(&processed);
 
     for (lang, unchanged, other) in [("zh", "(未变化)", "unchanged"), ("en", "(unchanged)", "未变化")] {
-        let output = as_actor(
+        let output = run_as(
             data.path(),
             "tester",
             &["--lang", lang, "reprocess", "--case", CASE_ID],
@@ -322,7 +260,7 @@ fn remade_copy_left_by_killed_run_is_registered() {
     let out = dir.path().join("out");
     exported_clip(&data, &out);
     let record = moved_boundary(&data);
-    let (output, first) = run_json(
+    let first = run_json_ok(
         &data,
         &[
             "reprocess",
@@ -332,7 +270,6 @@ fn remade_copy_left_by_killed_run_is_registered() {
             record.to_str().unwrap(),
         ],
     );
-    assert!(output.status.success());
     let copy = &first["redactions"][0];
     let key = copy["object"]
         .as_str()
@@ -355,12 +292,7 @@ fn remade_copy_left_by_killed_run_is_registered() {
     std::fs::set_permissions(manifest.parent().unwrap(), permissions).unwrap();
     std::fs::remove_file(&manifest).unwrap();
 
-    let (output, again) = run_json(&data, &["reprocess", "--case", CASE_ID]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let again = run_json_ok(&data, &["reprocess", "--case", CASE_ID]);
     let redo = again["redactions"].as_array().unwrap();
     assert_eq!(redo.len(), 1, "{again:#}");
     assert_eq!(redo[0]["status"], "registered");
@@ -399,52 +331,14 @@ fn worker_remakes_copy_after_changed_case_record() {
                 "--until-idle",
             ],
         );
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert_success(&output);
     };
     worker(&data);
     assert!(data.join("store/evidence").join(U1_V1).is_file());
 
     // Request, approve and export U1's first clip.
-    let spec = fixture("redact-example.json");
-    let item = format!("evidence/{U1_V1}");
-    let request = json(&as_actor(
-        &data,
-        "tester",
-        &[
-            "--json",
-            "disclose",
-            "request",
-            "--purpose",
-            "litigation",
-            "--item",
-            &item,
-            "--spec",
-            spec.to_str().unwrap(),
-        ],
-    ));
-    let id = request["request_id"].as_str().unwrap().to_string();
-    json(&as_actor(
-        &data,
-        "li",
-        &["--json", "disclose", "approve", &id],
-    ));
     let out = dir.path().join("out");
-    json(&as_actor(
-        &data,
-        "tester",
-        &[
-            "--json",
-            "disclose",
-            "export",
-            &id,
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    ));
+    let id = export_u1_v1(&data, &out);
 
     // The corrected record arrives in the watched folder.
     let corrected = std::fs::read(moved_boundary(&data)).unwrap();

@@ -31,24 +31,6 @@ const CHAPTERS: [&str; 3] = [
 /// The gap between the session's second and third chapter.
 const SESSION_GAP: &str = "HB0631@2024-05-01T10:00:20";
 
-fn as_actor(data: &Path, actor: &str, args: &[&str]) -> Output {
-    binary()
-        .env("EVIDENCE_ACTOR", actor)
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn succeeded(output: &Output, what: &str) {
-    assert!(
-        output.status.success(),
-        "{what}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 fn json_of(output: &Output) -> Value {
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
         panic!(
@@ -76,7 +58,7 @@ fn session_data() -> tempfile::TempDir {
     let mut args = vec!["process".to_string()];
     args.extend(CHAPTERS.iter().map(|name| chapter(name)));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    succeeded(&as_actor(data.path(), "wang", &args), "process");
+    assert_success_for(&run_as(data.path(), "wang", &args), "process");
     data
 }
 
@@ -149,8 +131,8 @@ fn reads_for(data: &Path, purpose: &str) -> Vec<(String, String, Value)> {
 }
 
 fn chain_is_intact(data: &Path) {
-    let output = as_actor(data, "zhao", &["--json", "audit", "verify"]);
-    succeeded(&output, "audit verify");
+    let output = run_as(data, "zhao", &["--json", "audit", "verify"]);
+    assert_success_for(&output, "audit verify");
     assert_eq!(json_of(&output)["intact"], true);
 }
 
@@ -250,12 +232,12 @@ fn guarded_command_refuses_and_writes_nothing() {
     let data = session_data();
     let scratch = tempfile::tempdir().unwrap();
     for guarded in guarded_commands(data.path(), scratch.path()) {
-        for (lang, refusal) in [("zh", "无权执行"), ("en", "may not run")] {
+        for (lang, refusal) in REFUSALS {
             let files = snapshot(data.path());
             let rows = row_counts(data.path());
             let mut args = vec!["--lang", lang];
             args.extend(guarded.args.iter().map(String::as_str));
-            let output = as_actor(data.path(), guarded.refused, &args);
+            let output = run_as(data.path(), guarded.refused, &args);
 
             let what = format!("{} as {} ({lang})", guarded.command, guarded.refused);
             assert_eq!(output.status.code(), Some(1), "{what}");
@@ -293,8 +275,8 @@ fn guarded_command_runs_with_its_role() {
     let scratch = tempfile::tempdir().unwrap();
     for guarded in guarded_commands(data.path(), scratch.path()) {
         let args: Vec<&str> = guarded.args.iter().map(String::as_str).collect();
-        let output = as_actor(data.path(), guarded.allowed, &args);
-        succeeded(
+        let output = run_as(data.path(), guarded.allowed, &args);
+        assert_success_for(
             &output,
             &format!("{} as {}", guarded.command, guarded.allowed),
         );
@@ -311,12 +293,12 @@ fn guarded_command_runs_with_its_role() {
 fn no_roles_means_operator_and_auditor_only() {
     let data = tempfile::tempdir().unwrap();
     let input = fixture("cases/base-10s.mp4");
-    let output = as_actor(
+    let output = run_as(
         data.path(),
         "solo",
         &["--lang", "en", "process", input.to_str().unwrap()],
     );
-    succeeded(&output, "process without [roles]");
+    assert_success_for(&output, "process without [roles]");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(
         stderr.matches("single-person installation").count(),
@@ -325,16 +307,16 @@ fn no_roles_means_operator_and_auditor_only() {
     );
     assert!(stderr.contains("solo"), "{stderr}");
 
-    let zh = as_actor(data.path(), "solo", &["--lang", "zh", "verify"]);
-    succeeded(&zh, "verify without [roles]");
+    let zh = run_as(data.path(), "solo", &["--lang", "zh", "verify"]);
+    assert_success_for(&zh, "verify without [roles]");
     assert!(String::from_utf8_lossy(&zh.stderr).contains("单人安装"));
-    succeeded(
-        &as_actor(data.path(), "solo", &["audit", "verify"]),
+    assert_success_for(
+        &run_as(data.path(), "solo", &["audit", "verify"]),
         "audit verify",
     );
 
     let sha = sha256_of(&input);
-    let request = as_actor(
+    let request = run_as(
         data.path(),
         "solo",
         &[
@@ -363,7 +345,7 @@ fn listed_roles_are_the_only_roles() {
     let data = tempfile::tempdir().unwrap();
     std::fs::write(data.path().join("config.toml"), CONFIG).unwrap();
     let input = fixture("cases/base-10s.mp4");
-    let output = as_actor(
+    let output = run_as(
         data.path(),
         "solo",
         &["--lang", "en", "process", input.to_str().unwrap()],
@@ -381,8 +363,8 @@ fn split_logs_one_read_per_source() {
         reads_for(data.path(), "split").is_empty(),
         "ingest alone reads no stored footage"
     );
-    succeeded(
-        &as_actor(data.path(), "wang", &["split", "--case", &case_record()]),
+    assert_success_for(
+        &run_as(data.path(), "wang", &["split", "--case", &case_record()]),
         "split",
     );
 
@@ -409,8 +391,8 @@ fn split_logs_one_read_per_source() {
 #[test]
 fn verify_logs_one_read_per_rehashed_object() {
     let data = session_data();
-    let output = as_actor(data.path(), "zhao", &["--json", "verify"]);
-    succeeded(&output, "verify");
+    let output = run_as(data.path(), "zhao", &["--json", "verify"]);
+    assert_success_for(&output, "verify");
     let report = json_of(&output);
     let mut rehashed: Vec<String> = report["objects"]
         .as_array()
@@ -437,8 +419,8 @@ fn redacting_stored_original_logs_read() {
     let scratch = tempfile::tempdir().unwrap();
     let out = scratch.path().join("redacted.mp4");
     let spec = fixture("redact-example.json");
-    succeeded(
-        &as_actor(
+    assert_success_for(
+        &run_as(
             data.path(),
             "wang",
             &[
@@ -462,8 +444,8 @@ fn redacting_stored_original_logs_read() {
     // A copy kept outside the store is not stored footage.
     let copy = scratch.path().join("copy.mp4");
     std::fs::copy(&original, &copy).unwrap();
-    succeeded(
-        &as_actor(
+    assert_success_for(
+        &run_as(
             data.path(),
             "wang",
             &[
@@ -484,8 +466,8 @@ fn redacting_stored_original_logs_read() {
 #[test]
 fn disclosure_request_logs_read_of_clip() {
     let data = session_data();
-    succeeded(
-        &as_actor(data.path(), "wang", &["split", "--case", &case_record()]),
+    assert_success_for(
+        &run_as(data.path(), "wang", &["split", "--case", &case_record()]),
         "split",
     );
     let connection = rusqlite::Connection::open(data.path().join("catalog.sqlite")).unwrap();
@@ -497,8 +479,8 @@ fn disclosure_request_logs_read_of_clip() {
     drop(connection);
 
     let spec = fixture("redact-example.json");
-    succeeded(
-        &as_actor(
+    assert_success_for(
+        &run_as(
             data.path(),
             "zhang",
             &[
@@ -581,10 +563,10 @@ fn deciding_a_request_without_the_approver_role_is_refused_before_the_catalog_is
         ("disclose reject", &["disclose", "reject", "1", "--reason", "不符合公开条件"]),
     ];
     for (command, decision) in decisions {
-        for (lang, refusal) in [("zh", "无权执行"), ("en", "may not run")] {
+        for (lang, refusal) in REFUSALS {
             let mut args = vec!["--lang", lang];
             args.extend_from_slice(decision);
-            let output = as_actor(data.path(), "wang", &args);
+            let output = run_as(data.path(), "wang", &args);
             let what = format!("{command} as wang ({lang})");
             assert_eq!(output.status.code(), Some(1), "{what}");
             let stderr = String::from_utf8_lossy(&output.stderr);
