@@ -9,7 +9,6 @@ use common::*;
 use evidence::media::index::{read_index, TrackKind};
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use gstreamer_app as gst_app;
 use serde_json::Value;
 
 /// Chapter 2 of the session: 640x360 SMPTE bars with a field of noise at
@@ -31,23 +30,10 @@ struct Frame {
 }
 
 fn decode_luma(path: &Path) -> Vec<Frame> {
-    gst::init().unwrap();
-    let pipeline = gst::parse::launch(
+    let (pipeline, sink) = appsink::playing(
         "filesrc name=src ! decodebin ! videoconvert ! video/x-raw,format=GRAY8 ! appsink name=sink sync=false",
-    )
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    pipeline
-        .by_name("src")
-        .unwrap()
-        .set_property("location", path.to_str().unwrap());
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
+        path,
+    );
     let mut frames = Vec::new();
     while let Ok(sample) = sink.pull_sample() {
         let caps = sample.caps().unwrap().structure(0).unwrap().to_owned();
@@ -72,23 +58,10 @@ fn decode_luma(path: &Path) -> Vec<Frame> {
 }
 
 fn decode_audio(path: &Path) -> (u32, Vec<(f64, f32)>) {
-    gst::init().unwrap();
-    let pipeline = gst::parse::launch(
+    let (pipeline, sink) = appsink::playing(
         "filesrc name=src ! decodebin ! audioconvert ! audio/x-raw,format=F32LE,channels=1,layout=interleaved ! appsink name=sink sync=false",
-    )
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    pipeline
-        .by_name("src")
-        .unwrap()
-        .set_property("location", path.to_str().unwrap());
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
+        path,
+    );
     let mut samples = Vec::new();
     let mut rate = 0;
     while let Ok(sample) = sink.pull_sample() {
@@ -181,11 +154,7 @@ fn redact(dir: &Path, input: &Path, spec: &Path, extra: &[&str]) -> (PathBuf, Va
     ];
     args.extend_from_slice(extra);
     let (output, log) = run_json(&dir.join("data"), &args);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_success(&output);
     let stored: Value =
         serde_json::from_slice(&std::fs::read(dir.join("out.mp4.redaction.json")).unwrap())
             .unwrap();
@@ -482,8 +451,7 @@ fn output_inside_the_store_is_refused_and_nothing_is_written_there() {
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     let input = fixture(TEXTURED);
-    let (output, _) = run_json(&data, &["process", input.to_str().unwrap()]);
-    assert!(output.status.success());
+    run_json_ok(&data, &["process", input.to_str().unwrap()]);
     let spec = write_spec(dir.path(), &mask_spec("solid", ""));
     let tier = data.join("store/evidence");
     let before: Vec<_> = std::fs::read_dir(&tier).unwrap().map(|e| e.unwrap().path()).collect();

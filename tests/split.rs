@@ -14,7 +14,9 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use serde_json::Value;
 
-use common::{fixture, run, run_json};
+use common::{
+    appsink, assert_success, assert_success_for, clip, fixture, run, run_json, run_json_ok,
+};
 use evidence::media::index::{read_index, TrackIndex, TrackKind};
 
 /// One frame at 30 fps, the tolerance for times.
@@ -42,13 +44,27 @@ fn write_case(dir: &Path, units: &[(&str, &str, &str)]) -> PathBuf {
     path
 }
 
-fn clip<'a>(report: &'a Value, unit: &str) -> &'a Value {
-    report["clips"]
-        .as_array()
-        .expect("clips is an array")
+/// Splits the session's three chapters by the case record `case`, fails
+/// the test unless the run succeeds, and returns the report.
+#[track_caller]
+fn split_session(data: &Path, case: &Path) -> Value {
+    let mut args = vec!["split", "--case", case.to_str().unwrap()];
+    let chapters: Vec<String> = SESSION
         .iter()
-        .find(|c| c["unit_id"] == unit)
-        .unwrap_or_else(|| panic!("no clip for {unit} in {report:#}"))
+        .map(|p| fixture(p).display().to_string())
+        .collect();
+    args.extend(chapters.iter().map(String::as_str));
+    run_json_ok(data, &args)
+}
+
+/// Splits one source by the case record `case` with `flags` before it,
+/// fails the test unless the run succeeds, and returns the report.
+#[track_caller]
+fn split_one(data: &Path, case: &Path, source: &Path, flags: &[&str]) -> Value {
+    let mut args = vec!["split"];
+    args.extend_from_slice(flags);
+    args.extend(["--case", case.to_str().unwrap(), source.to_str().unwrap()]);
+    run_json_ok(data, &args)
 }
 
 fn close(actual: f64, expected: f64, tolerance: f64) -> bool {
@@ -59,23 +75,10 @@ fn close(actual: f64, expected: f64, tolerance: f64) -> bool {
 /// each with its position on the file's timeline and its bytes. Packets
 /// the edit list hides (preroll) are left out.
 fn presented_video(path: &Path) -> Vec<(f64, Vec<u8>)> {
-    gst::init().unwrap();
-    let pipeline = gst::parse::launch(
+    let (pipeline, sink) = appsink::playing(
         "filesrc name=src ! qtdemux name=demux demux.video_0 ! appsink name=sink sync=false",
-    )
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    pipeline
-        .by_name("src")
-        .unwrap()
-        .set_property("location", path.to_str().unwrap());
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gstreamer_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
+        path,
+    );
     let mut packets = Vec::new();
     while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(30)) {
         let buffer = sample.buffer().unwrap();
@@ -253,12 +256,7 @@ fn session_units_get_one_clip_each_cut_at_four_seconds_of_chapter_two() {
         fixture("cases/session/case.json").display().to_string(),
     ]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (output, report) = run_json(data.path(), &args);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let report = run_json_ok(data.path(), &args);
     assert_eq!(report["clips"].as_array().unwrap().len(), 2, "{report:#}");
 
     let u1 = clip(&report, "U1");
@@ -418,18 +416,7 @@ fn session_units_get_one_clip_each_cut_at_four_seconds_of_chapter_two() {
 fn clip_manifest_records_sources_hashes_and_method() {
     let data = tempfile::tempdir().unwrap();
     let case = fixture("cases/session/case.json");
-    let mut args = vec!["split", "--case", case.to_str().unwrap()];
-    let chapters: Vec<String> = SESSION
-        .iter()
-        .map(|p| fixture(p).display().to_string())
-        .collect();
-    args.extend(chapters.iter().map(String::as_str));
-    let (output, report) = run_json(data.path(), &args);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let report = split_session(data.path(), &case);
 
     let u2 = clip(&report, "U2");
     let path = PathBuf::from(u2["path"].as_str().unwrap());
@@ -489,20 +476,7 @@ fn split_at_one_and_a_half_seconds_presents_exactly_from_there() {
     let data = tempfile::tempdir().unwrap();
     let case = base_case(data.path());
     let source = fixture("cases/base-10s.mp4");
-    let (output, report) = run_json(
-        data.path(),
-        &[
-            "split",
-            "--case",
-            case.to_str().unwrap(),
-            source.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let report = split_one(data.path(), &case, &source, &[]);
 
     let b = clip(&report, "B");
     let path = PathBuf::from(b["path"].as_str().unwrap());
@@ -579,21 +553,7 @@ fn reencode_keeps_middle_gops_and_hides_nothing() {
     let data = tempfile::tempdir().unwrap();
     let case = base_case(data.path());
     let source = fixture("cases/base-10s.mp4");
-    let (output, report) = run_json(
-        data.path(),
-        &[
-            "split",
-            "--reencode",
-            "--case",
-            case.to_str().unwrap(),
-            source.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let report = split_one(data.path(), &case, &source, &["--reencode"]);
 
     for (unit, frames) in [("A", 45), ("B", 255)] {
         let entry = clip(&report, unit);
@@ -639,20 +599,7 @@ fn gopro_clip_keeps_its_telemetry_track() {
         &[("U1", "2017-04-17T19:28:00Z", "2017-04-17T19:28:06Z")],
     );
     let source = fixture("samples/gopro/karma.mp4");
-    let (output, report) = run_json(
-        data.path(),
-        &[
-            "split",
-            "--case",
-            case.to_str().unwrap(),
-            source.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let report = split_one(data.path(), &case, &source, &[]);
 
     let entry = clip(&report, "U1");
     let kept: Vec<&str> = entry["tracks"]["kept"]
@@ -754,15 +701,8 @@ fn case_record_with_path_in_ids_is_rejected_and_writes_nothing() {
 #[test]
 fn changed_case_record_adds_versions_and_keeps_old_ones() {
     let data = tempfile::tempdir().unwrap();
-    let chapters: Vec<String> = SESSION
-        .iter()
-        .map(|p| fixture(p).display().to_string())
-        .collect();
     let case = fixture("cases/session/case.json");
-    let mut first_args = vec!["split", "--case", case.to_str().unwrap()];
-    first_args.extend(chapters.iter().map(String::as_str));
-    let (output, first) = run_json(data.path(), &first_args);
-    assert!(output.status.success());
+    let first = split_session(data.path(), &case);
     let v1 = PathBuf::from(clip(&first, "U1")["path"].as_str().unwrap());
     let v1_sha = common::sha256_of(&v1);
 
@@ -789,8 +729,7 @@ fn changed_case_record_adds_versions_and_keeps_old_ones() {
         .replace("10:00:14", "10:00:13");
     let changed = data.path().join("changed.json");
     std::fs::write(&changed, text).unwrap();
-    let (output, third) = run_json(data.path(), &["split", "--case", changed.to_str().unwrap()]);
-    assert!(output.status.success());
+    let third = run_json_ok(data.path(), &["split", "--case", changed.to_str().unwrap()]);
     for unit in ["U1", "U2"] {
         assert_eq!(clip(&third, unit)["status"], "created");
         assert_eq!(clip(&third, unit)["version"], 2, "{unit}");
@@ -828,16 +767,7 @@ fn unit_without_footage_is_reported_missing() {
         )],
     );
     let chapter = fixture(SESSION[0]);
-    let (output, report) = run_json(
-        data.path(),
-        &[
-            "split",
-            "--case",
-            case.to_str().unwrap(),
-            chapter.to_str().unwrap(),
-        ],
-    );
-    assert!(output.status.success());
+    let report = split_one(data.path(), &case, &chapter, &[]);
     assert!(report["clips"].as_array().unwrap().is_empty());
     assert_eq!(report["clips_missing"][0]["unit_id"], "U9");
 }
@@ -884,14 +814,7 @@ fn stored_names(dir: &Path) -> Vec<String> {
 fn stored_clip_changed_since_its_manifest_is_not_adopted() {
     let data = tempfile::tempdir().unwrap();
     let case = fixture("cases/session/case.json");
-    let mut args = vec!["split", "--case", case.to_str().unwrap()];
-    let chapters: Vec<String> = SESSION
-        .iter()
-        .map(|p| fixture(p).display().to_string())
-        .collect();
-    args.extend(chapters.iter().map(String::as_str));
-    let (output, first) = run_json(data.path(), &args);
-    assert!(output.status.success());
+    let first = split_session(data.path(), &case);
     let u1_path = PathBuf::from(clip(&first, "U1")["path"].as_str().unwrap());
 
     // Stopped before the catalog rows, and one byte of U1's clip changed
@@ -907,8 +830,7 @@ fn stored_clip_changed_since_its_manifest_is_not_adopted() {
     std::fs::write(&u1_path, &bytes).unwrap();
     let changed_sha = common::sha256_of(&u1_path);
 
-    let (output, rerun) = run_json(data.path(), &["split", "--case", case.to_str().unwrap()]);
-    assert!(output.status.success());
+    let rerun = run_json_ok(data.path(), &["split", "--case", case.to_str().unwrap()]);
     let u1 = clip(&rerun, "U1");
     assert_eq!(u1["status"], "created", "{u1:#}");
     assert_eq!(u1["version"], 2, "{u1:#}");
@@ -925,14 +847,7 @@ fn stored_clip_changed_since_its_manifest_is_not_adopted() {
 fn stored_clip_without_row_is_adopted() {
     let data = tempfile::tempdir().unwrap();
     let case = fixture("cases/session/case.json");
-    let mut args = vec!["split", "--case", case.to_str().unwrap()];
-    let chapters: Vec<String> = SESSION
-        .iter()
-        .map(|p| fixture(p).display().to_string())
-        .collect();
-    args.extend(chapters.iter().map(String::as_str));
-    let (output, first) = run_json(data.path(), &args);
-    assert!(output.status.success());
+    let first = split_session(data.path(), &case);
     let rows = clip_rows(data.path());
     let derived = derive_events(data.path());
     assert_eq!(derived.len(), 2, "one derive event per clip");
@@ -944,8 +859,7 @@ fn stored_clip_without_row_is_adopted() {
 
     // Stopped after the clips and their manifests were stored.
     forget_clip_rows(data.path());
-    let (output, rerun) = run_json(data.path(), &["split", "--case", case.to_str().unwrap()]);
-    assert!(output.status.success());
+    let rerun = run_json_ok(data.path(), &["split", "--case", case.to_str().unwrap()]);
     for unit in ["U1", "U2"] {
         assert_eq!(clip(&rerun, unit)["status"], "recovered", "{unit}");
         assert_eq!(clip(&rerun, unit)["version"], 1, "{unit}");
@@ -959,8 +873,7 @@ fn stored_clip_without_row_is_adopted() {
     // its manifest written.
     forget_clip_rows(data.path());
     std::fs::remove_file(clips_dir.join("v1.mp4.manifest.json")).unwrap();
-    let (output, rerun) = run_json(data.path(), &["split", "--case", case.to_str().unwrap()]);
-    assert!(output.status.success());
+    let rerun = run_json_ok(data.path(), &["split", "--case", case.to_str().unwrap()]);
     assert_eq!(clip(&rerun, "U1")["status"], "recovered");
     assert_eq!(clip(&rerun, "U1")["version"], 1);
     assert_eq!(clip_rows(data.path()), rows);
@@ -986,14 +899,7 @@ fn stored_clip_without_row_is_adopted() {
 fn missing_derive_event_is_written_on_rerun() {
     let data = tempfile::tempdir().unwrap();
     let case = fixture("cases/session/case.json");
-    let mut args = vec!["split", "--case", case.to_str().unwrap()];
-    let chapters: Vec<String> = SESSION
-        .iter()
-        .map(|p| fixture(p).display().to_string())
-        .collect();
-    args.extend(chapters.iter().map(String::as_str));
-    let (output, _) = run_json(data.path(), &args);
-    assert!(output.status.success());
+    split_session(data.path(), &case);
     let derived = derive_events(data.path());
 
     // Stopped after the catalog rows but before the audit events: the
@@ -1020,8 +926,7 @@ fn missing_derive_event_is_written_on_rerun() {
         .unwrap();
     drop(catalog);
 
-    let (output, rerun) = run_json(data.path(), &["split", "--case", case.to_str().unwrap()]);
-    assert!(output.status.success());
+    let rerun = run_json_ok(data.path(), &["split", "--case", case.to_str().unwrap()]);
     assert_eq!(clip(&rerun, "U1")["status"], "unchanged");
     let mut written = derive_events(data.path());
     written.sort();
@@ -1034,14 +939,7 @@ fn missing_derive_event_is_written_on_rerun() {
 fn changed_record_after_stop_adds_version() {
     let data = tempfile::tempdir().unwrap();
     let case = fixture("cases/session/case.json");
-    let mut args = vec!["split", "--case", case.to_str().unwrap()];
-    let chapters: Vec<String> = SESSION
-        .iter()
-        .map(|p| fixture(p).display().to_string())
-        .collect();
-    args.extend(chapters.iter().map(String::as_str));
-    let (output, first) = run_json(data.path(), &args);
-    assert!(output.status.success());
+    let first = split_session(data.path(), &case);
     forget_clip_rows(data.path());
 
     let text = std::fs::read_to_string(&case)
@@ -1049,8 +947,7 @@ fn changed_record_after_stop_adds_version() {
         .replace("10:00:14", "10:00:13");
     let changed = data.path().join("changed.json");
     std::fs::write(&changed, text).unwrap();
-    let (output, rerun) = run_json(data.path(), &["split", "--case", changed.to_str().unwrap()]);
-    assert!(output.status.success());
+    let rerun = run_json_ok(data.path(), &["split", "--case", changed.to_str().unwrap()]);
     for unit in ["U1", "U2"] {
         assert_eq!(clip(&rerun, unit)["status"], "created", "{unit}");
         assert_eq!(clip(&rerun, unit)["version"], 2, "{unit}");
@@ -1103,24 +1000,9 @@ fn s3_clip_without_row_is_adopted() {
         return;
     }
     let output = run(data.path(), &["storage", "init"]);
-    assert!(
-        output.status.success(),
-        "storage init failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_success_for(&output, "storage init failed");
     let case = fixture("cases/session/case.json");
-    let mut args = vec!["split", "--case", case.to_str().unwrap()];
-    let chapters: Vec<String> = SESSION
-        .iter()
-        .map(|p| fixture(p).display().to_string())
-        .collect();
-    args.extend(chapters.iter().map(String::as_str));
-    let (output, first) = run_json(data.path(), &args);
-    assert!(
-        output.status.success(),
-        "split failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let first = split_session(data.path(), &case);
     assert_eq!(clip(&first, "U1")["status"], "created");
     assert_eq!(
         clip(&first, "U1")["key"],
@@ -1132,7 +1014,7 @@ fn s3_clip_without_row_is_adopted() {
     // S3 listing and writes the rows back.
     forget_clip_rows(data.path());
     let (output, rerun) = run_json(data.path(), &["split", "--case", case.to_str().unwrap()]);
-    assert!(output.status.success());
+    assert_success(&output);
     for unit in ["U1", "U2"] {
         assert_eq!(clip(&rerun, unit)["status"], "recovered", "{unit}");
         assert_eq!(clip(&rerun, unit)["version"], 1, "{unit}");
