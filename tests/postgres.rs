@@ -120,13 +120,7 @@ fn spawn_worker(data: &Path, inbox: &Path, url: &str) -> Child {
 }
 
 fn json_of(command: &mut std::process::Command) -> Value {
-    let output = command.output().unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
+    success_json(&command.output().unwrap())
 }
 
 #[test]
@@ -150,11 +144,7 @@ fn two_workers_share_the_work_without_doing_anything_twice() {
     let mut done = Vec::new();
     for worker in workers {
         let output = worker.wait_with_output().unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert_success(&output);
         let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
         done.push(summary["jobs_done"].as_u64().unwrap());
     }
@@ -265,11 +255,7 @@ fn a_hung_workers_job_is_taken_over_when_its_lease_runs_out() {
         .unwrap();
     stalled.kill().unwrap();
     stalled.wait().unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_success(&output);
     let status = json_of(
         binary()
             .env("EVIDENCE_CATALOG_URL", &database.url)

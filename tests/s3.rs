@@ -11,13 +11,13 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
-use common::{run, run_json, sha256_of};
+use common::{assert_success, assert_success_for, run, run_json, run_json_ok, sha256_of};
 use serde_json::Value;
 
 /// Garage tests run one at a time: one of them stops the server.
@@ -54,6 +54,25 @@ fn moto() -> Option<Server> {
         eprintln!("\n!!! SKIPPED: EVIDENCE_TEST_MOTO_* not set; run scripts/test.sh (it starts moto) !!!\n");
     }
     found
+}
+
+/// One Garage test's setting: the lock held for the whole test, the
+/// server, and a fresh folder holding the data directory `data`.
+struct OnGarage {
+    _serial: MutexGuard<'static, ()>,
+    server: Server,
+    dir: tempfile::TempDir,
+    data: PathBuf,
+}
+
+/// Takes the Garage lock and a fresh folder, or returns `None` after
+/// printing that Garage is not set up (see `garage`).
+fn on_garage() -> Option<OnGarage> {
+    let serial = GARAGE.lock().unwrap_or_else(|e| e.into_inner());
+    let server = garage()?;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    Some(OnGarage { _serial: serial, server, dir, data })
 }
 
 /// A bucket name no earlier run used.
@@ -120,21 +139,13 @@ fn stored_key(report: &Value) -> String {
 
 fn init(data_dir: &Path) -> Value {
     let (output, json) = run_json(data_dir, &["storage", "init"]);
-    assert!(
-        output.status.success(),
-        "storage init failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_success_for(&output, "storage init failed");
     json
 }
 
 fn process(data_dir: &Path, file: &Path) -> Value {
     let (output, json) = run_json(data_dir, &["process", file.to_str().unwrap()]);
-    assert!(
-        output.status.success(),
-        "process failed: {}\n{json}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_success_for(&output, "process failed");
     json
 }
 
@@ -147,10 +158,7 @@ async fn sha256_of_object(client: &Client, bucket: &str, key: &str) -> String {
 
 #[test]
 fn recording_is_stored_with_custody_metadata_and_verified() {
-    let _serial = GARAGE.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(server) = garage() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let Some(OnGarage { _serial, server, dir, data }) = on_garage() else { return };
     let name = bucket("small");
     write_config(&data, &server, &format!("[store]\nbucket = \"{name}\"\n"));
     init(&data);
@@ -182,10 +190,7 @@ fn recording_is_stored_with_custody_metadata_and_verified() {
 
 #[test]
 fn large_recording_goes_up_in_parts_and_reads_back_identical() {
-    let _serial = GARAGE.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(server) = garage() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let Some(OnGarage { _serial, server, dir, data }) = on_garage() else { return };
     let name = bucket("parts");
     write_config(
         &data,
@@ -238,10 +243,7 @@ fn process_logged(data_dir: &Path, file: &Path) -> (Value, String) {
 
 #[test]
 fn multipart_upload_to_garage_is_proved_by_part_checksums_without_reading_back() {
-    let _serial = GARAGE.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(server) = garage() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let Some(OnGarage { _serial, server, dir, data }) = on_garage() else { return };
     let name = bucket("checksums");
     write_config(
         &data,
@@ -285,10 +287,7 @@ fn servers_script(action: &str) {
 
 #[test]
 fn upload_interrupted_by_a_stopped_server_resumes_the_same_upload() {
-    let _serial = GARAGE.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(server) = garage() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let Some(OnGarage { _serial, server, dir, data }) = on_garage() else { return };
     let name = bucket("resume");
     // One 5 MiB part at a time at 4 MiB/s: 50 MiB take about 12 seconds,
     // long enough to stop the server in the middle even on a loaded machine
@@ -359,10 +358,7 @@ fn upload_interrupted_by_a_stopped_server_resumes_the_same_upload() {
 
 #[test]
 fn object_changed_behind_the_products_back_is_named_by_verify() {
-    let _serial = GARAGE.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(server) = garage() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let Some(OnGarage { _serial, server, dir, data }) = on_garage() else { return };
     let name = bucket("fixity");
     write_config(&data, &server, &format!("[store]\nbucket = \"{name}\"\n"));
     init(&data);
@@ -411,10 +407,7 @@ fn object_changed_behind_the_products_back_is_named_by_verify() {
 
 #[test]
 fn storage_init_installs_routine_expiry_and_says_garage_has_no_lock() {
-    let _serial = GARAGE.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(server) = garage() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let Some(OnGarage { _serial, server, dir: _dir, data }) = on_garage() else { return };
     let name = bucket("init");
     write_config(&data, &server, &format!("[store]\nbucket = \"{name}\"\n"));
 
@@ -445,10 +438,7 @@ fn storage_init_installs_routine_expiry_and_says_garage_has_no_lock() {
 
 #[test]
 fn evidence_is_written_and_verified_in_a_separate_backup_bucket() {
-    let _serial = GARAGE.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(server) = garage() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let Some(OnGarage { _serial, server, dir, data }) = on_garage() else { return };
     let (name, backup) = (bucket("primary"), bucket("backup"));
     write_config(
         &data,
@@ -570,7 +560,7 @@ fn promotion_copies_into_longterm_under_legal_hold_and_keeps_the_original() {
     assert!(!refused.status.success(), "`other` without a note is refused");
 
     let (output, promotion) = run_json(&data, &["promote", &sha, "--trigger", "media_presence"]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_success(&output);
     assert_eq!(promotion["copied"], true);
     assert_eq!(promotion["from_tier"], "routine");
 
@@ -789,7 +779,7 @@ fn storage_delete_is_refused_for_a_locked_object_and_under_legal_hold() {
 
     // The long-term copy is permanent and under legal hold on a server with lock.
     let (output, _) = run_json(&data, &["promote", &sha, "--trigger", "media_presence"]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_success(&output);
     let refused = run(&data, &["--lang", "en", "storage", "delete", "--tier", "longterm", &key]);
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
@@ -828,10 +818,7 @@ fn upload_source_changed_in_a_late_part_is_refused_by_a_server_that_checks_parts
 
 #[test]
 fn storage_delete_after_retention_removes_both_buckets_copies() {
-    let _serial = GARAGE.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(server) = garage() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let Some(OnGarage { _serial, server, dir, data }) = on_garage() else { return };
     let (name, backup) = (bucket("delete"), bucket("delete-backup"));
     write_config(
         &data,
@@ -842,8 +829,7 @@ fn storage_delete_after_retention_removes_both_buckets_copies() {
     let file = footage(dir.path(), "HB0631_20240501180000.mp4", 300_000, 12);
     let key = stored_key(&process(&data, &file));
 
-    let (output, report) = run_json(&data, &["storage", "delete", "--sha256", &sha256_of(&file)]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report = run_json_ok(&data, &["storage", "delete", "--sha256", &sha256_of(&file)]);
     let copies: Vec<&str> = report["deleted"].as_array().unwrap().iter().map(|d| d["copy"].as_str().unwrap()).collect();
     assert_eq!(copies, ["primary", "backup"], "{report}");
     let client = client(&server);

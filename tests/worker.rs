@@ -116,13 +116,7 @@ fn stored_files(data: &Path) -> BTreeMap<String, String> {
 }
 
 fn status(data: &Path) -> Value {
-    let (output, json) = run_json(data, &["status"]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    json
+    run_json_ok(data, &["status"])
 }
 
 fn jobs_by_status(status: &Value, wanted: &str) -> usize {
@@ -141,11 +135,7 @@ fn worker_processes_each_upload_once_and_status_lists_it() {
     let inbox = session_inbox();
 
     let output = run_worker(data.path(), inbox.path());
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_success(&output);
 
     let status = status(data.path());
     let recordings = status["recordings"].as_array().unwrap();
@@ -186,7 +176,7 @@ fn worker_processes_each_upload_once_and_status_lists_it() {
 
     let jobs_before = status["jobs"].as_array().unwrap().len();
     let again = run_worker(data.path(), inbox.path());
-    assert!(again.status.success());
+    assert_success(&again);
     assert_eq!(
         stored_files(data.path()),
         files,
@@ -238,11 +228,7 @@ fn kill_at_each_stage_twice_loses_and_doubles_nothing() {
             child.wait().unwrap();
         }
         let output = run_worker(data.path(), inbox.path());
-        assert!(
-            output.status.success(),
-            "{point}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert_success_for(&output, point);
 
         let files = stored_files(data.path());
         let kept: BTreeMap<_, _> = files.iter().filter(|(_, sha)| !sha.is_empty()).collect();
@@ -311,30 +297,18 @@ fn reprocess_with_a_changed_record_adds_versions_and_keeps_old_ones() {
     let data = tempfile::tempdir().unwrap();
     write_roles(data.path());
     let inbox = session_inbox();
-    assert!(run_worker(data.path(), inbox.path()).status.success());
+    assert_success(&run_worker(data.path(), inbox.path()));
     let before = stored_files(data.path());
 
-    let (output, unchanged) = run_json(data.path(), &["reprocess", "--case", CASE_ID]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let unchanged = run_json_ok(data.path(), &["reprocess", "--case", CASE_ID]);
     assert!(unchanged["clips"]
         .as_array()
         .unwrap()
         .iter()
         .all(|c| c["status"] == "unchanged"));
 
-    let record = std::fs::read_to_string(fixture("cases/session/case.json"))
-        .unwrap()
-        .replace(
-            "\"to\": \"2024-05-01T10:00:14+08:00\"",
-            "\"to\": \"2024-05-01T10:00:12+08:00\"",
-        );
-    let changed = data.path().join("changed-case.json");
-    std::fs::write(&changed, record).unwrap();
-    let (output, report) = run_json(
+    let changed = moved_boundary(data.path());
+    let report = run_json_ok(
         data.path(),
         &[
             "reprocess",
@@ -344,17 +318,7 @@ fn reprocess_with_a_changed_record_adds_versions_and_keeps_old_ones() {
             changed.to_str().unwrap(),
         ],
     );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let u1 = report["clips"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["unit_id"] == "U1")
-        .unwrap();
+    let u1 = clip(&report, "U1");
     assert_eq!(u1["version"], 2);
     assert_eq!(u1["status"], "created");
 
@@ -383,27 +347,7 @@ fn commands_refuse_people_without_the_role() {
         &["status"],
     ];
     for args in cases {
-        for (lang, needle) in [("zh", "无权执行"), ("en", "may not run")] {
-            let output = binary()
-                .env("EVIDENCE_ACTOR", "visitor")
-                .arg("--data-dir")
-                .arg(data.path())
-                .args(["--lang", lang])
-                .args(args)
-                .output()
-                .unwrap();
-            assert_eq!(output.status.code(), Some(1), "{args:?}");
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            assert!(stderr.contains(needle), "{args:?} {lang}: {stderr}");
-            assert!(
-                stderr.contains("visitor"),
-                "the refusal names the person: {stderr}"
-            );
-            assert!(
-                stderr.contains("operator"),
-                "the refusal names the role: {stderr}"
-            );
-        }
+        assert_refused(data.path(), "visitor", "operator", args);
     }
 }
 
@@ -488,11 +432,7 @@ fn s3_incoming_uploads_are_ingested_once() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     for _ in 0..2 {
         let output = run(data.path(), &args);
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert_success(&output);
     }
 
     let status = status(data.path());
