@@ -36,13 +36,7 @@ fn check(data_dir: &Path, inputs: &[&str]) -> Value {
     let mut args = vec!["check".to_string()];
     args.extend(inputs.iter().map(|i| fixture(i).display().to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (output, report) = run_json(data_dir, &args);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    report
+    run_json_ok(data_dir, &args)
 }
 
 fn check_one(relative: &str) -> Value {
@@ -59,6 +53,30 @@ fn findings_of<'a>(file: &'a Value, kind: &str) -> Vec<&'a Value> {
         .iter()
         .filter(|f| f["kind"] == kind)
         .collect()
+}
+
+/// Returns the findings of `kind`, which must be one in each of the file's
+/// two streams. `what` names such a finding in the failure message.
+#[track_caller]
+fn one_in_each_stream<'a>(file: &'a Value, kind: &str, what: &str) -> Vec<&'a Value> {
+    let found = findings_of(file, kind);
+    assert_eq!(
+        found.len(),
+        2,
+        "one {what} in each stream: {}",
+        file["findings"]
+    );
+    found
+}
+
+/// Finds the report's entry of the case unit `id`.
+fn unit<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["units"]
+        .as_array()
+        .expect("units is an array")
+        .iter()
+        .find(|u| u["unit_id"] == id)
+        .unwrap_or_else(|| panic!("no unit {id} in {report:#}"))
 }
 
 fn track<'a>(file: &'a Value, kind: &str) -> &'a Value {
@@ -120,13 +138,7 @@ fn clean_recording_has_no_anomaly() {
 #[test]
 fn ts_forward_jump_is_one_gap_per_stream() {
     let file = check_one("cases/ts-gap-10s.ts");
-    let gaps = findings_of(&file, "gap");
-    assert_eq!(
-        gaps.len(),
-        2,
-        "one gap in each stream: {}",
-        file["findings"]
-    );
+    let gaps = one_in_each_stream(&file, "gap", "gap");
     for gap in &gaps {
         assert_jump_position(gap, "gap start");
         assert_duration(&gap["duration"], 10.0, "gap length");
@@ -144,13 +156,7 @@ fn ts_forward_jump_is_one_gap_per_stream() {
 #[test]
 fn ts_backward_step_is_a_backward_jump() {
     let file = check_one("cases/ts-backwards-2s.ts");
-    let jumps = findings_of(&file, "backward_jump");
-    assert_eq!(
-        jumps.len(),
-        2,
-        "one jump in each stream: {}",
-        file["findings"]
-    );
+    let jumps = one_in_each_stream(&file, "backward_jump", "jump");
     for jump in &jumps {
         assert_jump_position(jump, "jump position");
         assert_duration(&jump["duration"], -1.97, "jump size");
@@ -172,13 +178,7 @@ fn ts_backward_step_is_a_backward_jump() {
 #[test]
 fn ts_restart_from_first_timestamp_is_a_reset() {
     let file = check_one("cases/ts-reset.ts");
-    let resets = findings_of(&file, "timestamp_reset");
-    assert_eq!(
-        resets.len(),
-        2,
-        "one reset in each stream: {}",
-        file["findings"]
-    );
+    let resets = one_in_each_stream(&file, "timestamp_reset", "reset");
     for reset in &resets {
         assert_jump_position(reset, "reset position");
         assert_duration(&reset["duration"], -4.97, "reset size");
@@ -312,22 +312,7 @@ fn audio_longer_than_video_shows_both_ends() {
 #[test]
 fn session_boundaries_units_and_deadlines() {
     let data = tempfile::tempdir().unwrap();
-    let session = fixture("cases/session");
-    let case = session.join("case.json");
-    let (output, report) = run_json(
-        data.path(),
-        &[
-            "check",
-            session.to_str().unwrap(),
-            "--case",
-            case.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let report = on_session(data.path(), "check");
 
     let sessions = report["sessions"].as_array().unwrap();
     assert_eq!(sessions.len(), 1, "{}", report["sessions"]);
@@ -419,13 +404,7 @@ fn check_2027_recording(calendar: Option<&str>) -> Value {
     let inputs = tempfile::tempdir().unwrap();
     let recording = inputs.path().join("HB0631_130631001_20270104100000_0001.MP4");
     std::fs::copy(fixture("cases/clock-unset-1970.mp4"), &recording).unwrap();
-    let (output, report) = run_json(data.path(), &["check", recording.to_str().unwrap()]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    report
+    run_json_ok(data.path(), &["check", recording.to_str().unwrap()])
 }
 
 #[test]
@@ -489,22 +468,7 @@ fn check_stores_nothing() {
 #[test]
 fn process_stores_findings_and_reports_sessions() {
     let data = tempfile::tempdir().unwrap();
-    let session = fixture("cases/session");
-    let case = session.join("case.json");
-    let (output, report) = run_json(
-        data.path(),
-        &[
-            "process",
-            session.to_str().unwrap(),
-            "--case",
-            case.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let report = on_session(data.path(), "process");
 
     let boundaries = report["sessions"][0]["boundaries"].as_array().unwrap();
     assert_eq!(boundaries[1]["kind"], "gap");
@@ -513,12 +477,7 @@ fn process_stores_findings_and_reports_sessions() {
         6.97,
         "gap between chapters 2 and 3",
     );
-    let u2 = report["units"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["unit_id"] == "U2")
-        .unwrap();
+    let u2 = unit(&report, "U2");
     assert_eq!(u2["unexplained_gaps"], 1);
 
     let timeline = Path::new(report["timeline"].as_str().expect("a timeline is stored"));
@@ -543,12 +502,7 @@ fn process_stores_findings_and_reports_sessions() {
 fn process_stores_ts_gap_findings_in_catalog() {
     let data = tempfile::tempdir().unwrap();
     let input = fixture("cases/ts-gap-10s.ts");
-    let (output, report) = run_json(data.path(), &["process", input.to_str().unwrap()]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let report = run_json_ok(data.path(), &["process", input.to_str().unwrap()]);
     let file = file_entry(&report, "ts-gap-10s.ts");
     assert_eq!(findings_of(file, "gap").len(), 2, "{}", file["findings"]);
 
@@ -568,18 +522,9 @@ fn justified_gap_is_reported_apart() {
     let data = tempfile::tempdir().unwrap();
     let session = fixture("cases/session");
     let case = session.join("case.json");
-    let (output, _) = run_json(
-        data.path(),
-        &[
-            "process",
-            session.to_str().unwrap(),
-            "--case",
-            case.to_str().unwrap(),
-        ],
-    );
-    assert!(output.status.success());
+    on_session(data.path(), "process");
 
-    let (output, justification) = run_json(
+    let justification = run_json_ok(
         data.path(),
         &[
             "justify",
@@ -589,11 +534,6 @@ fn justified_gap_is_reported_apart() {
             "--basis",
             "当事人要求保护商业秘密，经带队负责人同意",
         ],
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(justification["reason"], "secret_or_privacy");
     assert_eq!(justification["actor"], "tester");
@@ -614,12 +554,7 @@ fn justified_gap_is_reported_apart() {
         justified[0]["justification"]["basis"],
         "当事人要求保护商业秘密，经带队负责人同意"
     );
-    let u2 = report["units"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["unit_id"] == "U2")
-        .unwrap();
+    let u2 = unit(&report, "U2");
     assert_eq!(u2["justified_gaps"], 1);
     assert_eq!(u2["unexplained_gaps"], 0);
     assert_eq!(u2["complete"], true);
@@ -669,10 +604,9 @@ fn delay_filing_is_shown_with_late_upload() {
     let data = tempfile::tempdir().unwrap();
     let session = fixture("cases/session");
     let chapter = session.join("HB0631_130631001_20240501100000_0001.MP4");
-    let (output, _) = run_json(data.path(), &["process", session.to_str().unwrap()]);
-    assert!(output.status.success());
+    run_json_ok(data.path(), &["process", session.to_str().unwrap()]);
 
-    let (output, filing) = run_json(
+    let filing = run_json_ok(
         data.path(),
         &[
             "delay",
@@ -680,11 +614,6 @@ fn delay_filing_is_shown_with_late_upload() {
             "--reason",
             "外出执法，设备未能按时送回",
         ],
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(filing["sha256"], sha256_of(&chapter).as_str());
 
@@ -738,11 +667,7 @@ fn timeline_picture_marks_gap_in_red() {
             out.to_str().unwrap(),
         ],
     );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_success(&output);
 
     let picture = image::open(&out).unwrap().to_rgb8();
     let count = |colour: [u8; 3]| picture.pixels().filter(|p| p.0 == colour).count();
@@ -759,12 +684,7 @@ fn timeline_picture_marks_gap_in_red() {
 fn full_decode_of_clean_file_finds_nothing() {
     let data = tempfile::tempdir().unwrap();
     let input = fixture("cases/base-10s.mp4");
-    let (output, report) = run_json(data.path(), &["check", "--decode", input.to_str().unwrap()]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let report = run_json_ok(data.path(), &["check", "--decode", input.to_str().unwrap()]);
     assert_no_anomaly(file_entry(&report, "base-10s.mp4"));
 }
 
@@ -781,14 +701,9 @@ fn full_decode_finds_damaged_frames() {
     }
     std::fs::write(&damaged, bytes).unwrap();
 
-    let (output, report) = run_json(
+    let report = run_json_ok(
         data.path(),
         &["check", "--decode", damaged.to_str().unwrap()],
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
     );
     let file = file_entry(&report, "damaged.mp4");
     assert_eq!(
@@ -811,11 +726,10 @@ fn camera_recording_at_other_times_is_not_measured_on_units() {
 
     let data = tempfile::tempdir().unwrap();
     let case = inbox.path().join("case.json");
-    let (output, report) = run_json(
+    let report = run_json_ok(
         data.path(),
         &["check", inbox.path().to_str().unwrap(), "--case", case.to_str().unwrap()],
     );
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let devices: Vec<&str> = report["units"]
         .as_array()
         .unwrap()
