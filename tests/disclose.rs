@@ -146,9 +146,7 @@ fn approved_export_is_watermarked_receipted_and_kept() {
             out.to_str().unwrap(),
         ],
     ));
-    let receipt: Value =
-        serde_json::from_slice(&std::fs::read(out.join(format!("{id}-receipt.json"))).unwrap())
-            .unwrap();
+    let receipt: Value = read_json(out.join(format!("{id}-receipt.json")));
     assert_eq!(receipt["request_id"], id.as_str());
     assert_eq!(receipt["approved_by"], "li");
     assert_eq!(receipt["exported_by"], "wang");
@@ -170,10 +168,7 @@ fn approved_export_is_watermarked_receipted_and_kept() {
         sha256_of(&file),
         "the public tier keeps the same copy"
     );
-    let log: Value = serde_json::from_slice(
-        &std::fs::read(format!("{}.redaction.json", kept.display())).unwrap(),
-    )
-    .unwrap();
+    let log: Value = read_json(format!("{}.redaction.json", kept.display()));
     assert_eq!(log["original"]["sha256"], sha.as_str());
     assert_eq!(log["watermark"], format!("公开副本 {id}"));
     let text = std::fs::read_to_string(out.join(format!("{id}-receipt.txt"))).unwrap();

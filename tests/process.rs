@@ -43,10 +43,7 @@ fn session_is_ingested_with_hashes_tracks_and_origin() {
         .to_string_lossy()
         .ends_with(&format!("routine/originals/2024/05/01/HB0631/{}.mp4", sha256_of(&source))));
 
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(format!("{}.manifest.json", stored.display())).unwrap(),
-    )
-    .unwrap();
+    let manifest: serde_json::Value = read_json(format!("{}.manifest.json", stored.display()));
     assert_eq!(manifest["sha256"], entry["sha256"]);
     assert_eq!(manifest["sm3"], entry["sm3"]);
     assert_eq!(manifest["actor"], "tester");

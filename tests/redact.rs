@@ -155,9 +155,7 @@ fn redact(dir: &Path, input: &Path, spec: &Path, extra: &[&str]) -> (PathBuf, Va
     args.extend_from_slice(extra);
     let (output, log) = run_json(&dir.join("data"), &args);
     assert_success(&output);
-    let stored: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("out.mp4.redaction.json")).unwrap())
-            .unwrap();
+    let stored: Value = read_json(dir.join("out.mp4.redaction.json"));
     assert_eq!(
         stored["output"]["sha256"], log["output"]["sha256"],
         "the stored log is the printed one"

@@ -130,23 +130,15 @@ fn reprocess_remakes_redacted_copy_from_new_clip() {
     let path = data.join("store/evidence").join(key);
     assert_eq!(sha256_of(&path), copy["sha256"].as_str().unwrap());
     assert_ne!(copy["sha256"].as_str().unwrap(), old_sha);
-    let log: Value = serde_json::from_slice(
-        &std::fs::read(
-            data.join("store/evidence")
-                .join(format!("{key}.redaction.json")),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let log: Value = read_json(
+        data.join("store/evidence")
+            .join(format!("{key}.redaction.json")),
+    );
     assert_eq!(log["original"]["sha256"], new_clip_sha.as_str());
-    let manifest: Value = serde_json::from_slice(
-        &std::fs::read(
-            data.join("store/evidence")
-                .join(format!("{key}.manifest.json")),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let manifest: Value = read_json(
+        data.join("store/evidence")
+            .join(format!("{key}.manifest.json")),
+    );
     assert_eq!(manifest["artefact"], "redacted");
     assert_eq!(manifest["made_from"]["clip_version"], 2);
     assert_eq!(
@@ -298,7 +290,7 @@ fn remade_copy_left_by_killed_run_is_registered() {
     assert_eq!(redo[0]["status"], "registered");
     assert_eq!(redo[0]["object"], copy["object"]);
     assert_eq!(redo[0]["sha256"], copy["sha256"]);
-    let rebuilt: Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    let rebuilt: Value = read_json(&manifest);
     assert_eq!(rebuilt["sha256"], copy["sha256"]);
     assert_eq!(rebuilt["made_from"]["clip_version"], 2);
     let rows: i64 = catalog

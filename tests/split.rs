@@ -15,7 +15,8 @@ use gstreamer::prelude::*;
 use serde_json::Value;
 
 use common::{
-    appsink, assert_success, assert_success_for, clip, fixture, run, run_json, run_json_ok,
+    appsink, assert_success, assert_success_for, clip, fixture, read_json, run, run_json,
+    run_json_ok,
 };
 use evidence::media::index::{read_index, TrackIndex, TrackKind};
 
@@ -157,6 +158,22 @@ fn decode(path: &Path) -> (Option<String>, u64) {
     };
     pipeline.set_state(gst::State::Null).unwrap();
     (error, frames.load(std::sync::atomic::Ordering::SeqCst))
+}
+
+/// Counts the video frames ffprobe decodes, if ffprobe is installed.
+fn ffprobe_frame_count(path: &Path) -> Option<String> {
+    ffprobe(
+        &[
+            "-select_streams",
+            "v",
+            "-count_frames",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ],
+        path,
+    )
 }
 
 fn ffprobe(args: &[&str], path: &Path) -> Option<String> {
@@ -355,18 +372,7 @@ fn session_units_get_one_clip_each_cut_at_four_seconds_of_chapter_two() {
         480,
         "U2 shows 180 + 300 frames"
     );
-    if let Some(count) = ffprobe(
-        &[
-            "-select_streams",
-            "v",
-            "-count_frames",
-            "-show_entries",
-            "stream=nb_read_frames",
-            "-of",
-            "csv=p=0",
-        ],
-        &u2_path,
-    ) {
+    if let Some(count) = ffprobe_frame_count(&u2_path) {
         assert_eq!(count, "480");
     }
     assert!(
@@ -424,10 +430,7 @@ fn clip_manifest_records_sources_hashes_and_method() {
     assert_eq!(u2["tier"], "evidence");
     assert_eq!(u2["sha256"].as_str().unwrap(), common::sha256_of(&path));
 
-    let manifest: Value = serde_json::from_slice(
-        &std::fs::read(format!("{}.manifest.json", path.display())).unwrap(),
-    )
-    .unwrap();
+    let manifest: Value = read_json(format!("{}.manifest.json", path.display()));
     assert_eq!(manifest["artefact"], "clip");
     assert_eq!(manifest["case_id"], "QY-2024-0501-001");
     assert_eq!(manifest["unit_id"], "U2");
@@ -525,18 +528,7 @@ fn split_at_one_and_a_half_seconds_presents_exactly_from_there() {
             "ffprobe's first presented frame"
         );
     }
-    if let Some(count) = ffprobe(
-        &[
-            "-select_streams",
-            "v",
-            "-count_frames",
-            "-show_entries",
-            "stream=nb_read_frames",
-            "-of",
-            "csv=p=0",
-        ],
-        &path,
-    ) {
+    if let Some(count) = ffprobe_frame_count(&path) {
         assert_eq!(count, "255");
     }
     let (error, frames) = decode(&path);
@@ -654,8 +646,7 @@ fn case_record_with_path_in_ids_is_rejected_and_writes_nothing() {
         ("unit_id", "/tmp/escape"),
         ("unit_id", "U1\u{1b}[2J"),
     ] {
-        let mut record: Value =
-            serde_json::from_slice(&std::fs::read(base_case(data.path())).unwrap()).unwrap();
+        let mut record: Value = read_json(base_case(data.path()));
         record["units"][0][field] = Value::String(bad.to_string());
         let case = data.path().join("bad.json");
         std::fs::write(&case, serde_json::to_vec(&record).unwrap()).unwrap();
@@ -678,8 +669,7 @@ fn case_record_with_path_in_ids_is_rejected_and_writes_nothing() {
             "the message names the field: {stderr}"
         );
     }
-    let mut devices: Value =
-        serde_json::from_slice(&std::fs::read(base_case(data.path())).unwrap()).unwrap();
+    let mut devices: Value = read_json(base_case(data.path()));
     devices["units"][0]["devices"] = serde_json::json!(["../escape"]);
     let case = data.path().join("bad-device.json");
     std::fs::write(&case, serde_json::to_vec(&devices).unwrap()).unwrap();
@@ -883,9 +873,7 @@ fn stored_clip_without_row_is_adopted() {
         u1_sha,
         "version 1 is unchanged"
     );
-    let manifest: Value =
-        serde_json::from_slice(&std::fs::read(clips_dir.join("v1.mp4.manifest.json")).unwrap())
-            .unwrap();
+    let manifest: Value = read_json(clips_dir.join("v1.mp4.manifest.json"));
     assert_eq!(manifest["sha256"], u1_sha.as_str());
 
     // Nothing is left to adopt: the next run reports the clips unchanged.

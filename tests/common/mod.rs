@@ -225,3 +225,13 @@ pub fn on_session(data_dir: &Path, command: &str) -> Value {
         ],
     )
 }
+
+/// Reads a JSON file the product wrote, such as a manifest or a log.
+#[track_caller]
+pub fn read_json(path: impl AsRef<Path>) -> Value {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
