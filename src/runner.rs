@@ -182,7 +182,7 @@ impl Runner {
         }
 
         let mut jobs = Vec::new();
-        for input in collect_inputs(inputs) {
+        for input in collect_inputs_outside(inputs, Some(&services.data_dir)) {
             match input {
                 Input::Skipped { path, reason } => {
                     report.files.push(FileReport::skipped(&path, reason));
@@ -357,11 +357,25 @@ fn progress_bar(path: &Path) -> Option<ProgressBar> {
 /// followed only when they stay inside the folder they were found in, and
 /// linked folders are not entered, so a walk can neither escape nor loop.
 pub fn collect_inputs(paths: &[PathBuf]) -> Vec<Input> {
+    collect_inputs_outside(paths, None)
+}
+
+/// Expands folders like [`collect_inputs`], but reports the data directory
+/// as skipped, given or met in a walk. Without this, `process .` beside the
+/// default `./evidence-data` stores the catalog and the store as footage.
+/// Uploads in a folder inside the data directory are still processed.
+pub fn collect_inputs_outside(paths: &[PathBuf], data_dir: Option<&Path>) -> Vec<Input> {
+    let excluded = data_dir.and_then(|dir| std::fs::canonicalize(dir).ok());
+    let excluded = excluded.as_deref();
     let mut inputs = Vec::new();
     for path in paths {
+        if is_excluded(path, excluded) {
+            inputs.push(in_data_dir(path.clone()));
+            continue;
+        }
         match std::fs::metadata(path) {
             Ok(meta) if meta.is_dir() => match std::fs::canonicalize(path) {
-                Ok(root) => walk(path, &root, &mut inputs),
+                Ok(root) => walk(path, &root, excluded, &mut inputs),
                 Err(e) => inputs.push(not_readable(path, &e)),
             },
             Ok(meta) if meta.is_file() => inputs.push(Input::File(path.clone())),
@@ -404,7 +418,25 @@ fn not_readable(path: &Path, error: &std::io::Error) -> Input {
     }
 }
 
-fn walk(dir: &Path, root: &Path, inputs: &mut Vec<Input>) {
+/// Checks whether `path` resolves to the `excluded` folder itself.
+fn is_excluded(path: &Path, excluded: Option<&Path>) -> bool {
+    let Some(excluded) = excluded else {
+        return false;
+    };
+    std::fs::canonicalize(path).is_ok_and(|real| real == excluded)
+}
+
+fn in_data_dir(path: PathBuf) -> Input {
+    Input::Skipped {
+        path,
+        reason: Text::new(
+            "这是本程序的数据目录（目录库和存储），不作为录像处理",
+            "this is the program's data directory (catalog and store), so it is not footage",
+        ),
+    }
+}
+
+fn walk(dir: &Path, root: &Path, excluded: Option<&Path>, inputs: &mut Vec<Input>) {
     let mut entries: Vec<_> = match std::fs::read_dir(dir) {
         Ok(entries) => entries.flatten().map(|e| e.path()).collect(),
         Err(e) => {
@@ -438,7 +470,11 @@ fn walk(dir: &Path, root: &Path, inputs: &mut Vec<Input>) {
                 }),
             }
         } else if link_meta.is_dir() {
-            walk(&path, root, inputs);
+            if is_excluded(&path, excluded) {
+                inputs.push(in_data_dir(path));
+            } else {
+                walk(&path, root, excluded, inputs);
+            }
         } else if link_meta.is_file() {
             inputs.push(Input::File(path));
         } else {
