@@ -130,7 +130,8 @@ pub fn run(
     };
     tracing::info!(%owner, watch = %options.watch.display(), "worker started");
     let stall = std::env::var(STALL_VARIABLE).ok();
-    let mut watcher = watch::Watcher::new(&options.watch, options.settle);
+    let mut watcher =
+        watch::Watcher::new(&options.watch, options.settle).skipping(&services.data_dir);
     let incoming = match &options.s3_incoming {
         Some(prefix) => Some(
             incoming::Incoming::open(&services.config.store, prefix)

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::runner::{collect_inputs, Input};
+use crate::runner::{collect_inputs_outside, Input};
 
 /// What a file looked like when last seen, and since when.
 struct Seen {
@@ -54,6 +54,9 @@ pub struct Watcher {
     root: PathBuf,
     settle: Duration,
     seen: HashMap<PathBuf, Seen>,
+    /// The data directory, never scanned: its catalog changes while the
+    /// worker runs, so a watched folder that contains it would never settle.
+    data_dir: Option<PathBuf>,
 }
 
 impl Watcher {
@@ -62,7 +65,14 @@ impl Watcher {
             root: root.to_path_buf(),
             settle,
             seen: HashMap::new(),
+            data_dir: None,
         }
+    }
+
+    /// Leaves the data directory out of every scan.
+    pub fn skipping(mut self, data_dir: &Path) -> Watcher {
+        self.data_dir = Some(data_dir.to_path_buf());
+        self
     }
 
     /// Scans the folder; returns files that have just settled and how many
@@ -72,7 +82,8 @@ impl Watcher {
         let mut settled = Vec::new();
         let mut growing = 0;
         let mut present = Vec::new();
-        for input in collect_inputs(std::slice::from_ref(&self.root)) {
+        let root = std::slice::from_ref(&self.root);
+        for input in collect_inputs_outside(root, self.data_dir.as_deref()) {
             let Input::File(path) = input else {
                 continue;
             };
@@ -159,5 +170,20 @@ mod tests {
         assert!(is_hidden_or_partial(Path::new("/in/.a.mp4")));
         assert!(is_hidden_or_partial(Path::new("/in/a.mp4.part")));
         assert!(!is_hidden_or_partial(Path::new("/in/a.mp4")));
+    }
+
+    #[test]
+    fn data_dir_in_watched_folder_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.mp4"), b"one").unwrap();
+        let data_dir = dir.path().join("evidence-data");
+        std::fs::create_dir(&data_dir).unwrap();
+        std::fs::write(data_dir.join("catalog.sqlite"), b"rows").unwrap();
+
+        let mut watcher = Watcher::new(dir.path(), Duration::ZERO).skipping(&data_dir);
+        let (settled, growing) = watcher.scan();
+        let names: Vec<_> = settled.iter().map(|s| s.path.clone()).collect();
+        assert_eq!(names, vec![dir.path().join("a.mp4")]);
+        assert_eq!(growing, 0);
     }
 }
