@@ -332,9 +332,22 @@ pub fn check(paths: &[PathBuf], options: &CheckOptions<'_>) -> CheckReport {
     let mut timeline = None;
     if let Some(out) = options.timeline {
         let picture = crate::timeline::render(&continuity, options.case, timezone);
-        match picture.and_then(|png| std::fs::write(out, png).map_err(|e| e.to_string())) {
+        let written = picture
+            .map_err(WriteNewError::Other)
+            .and_then(|png| write_new_file(out, &png));
+        match written {
             Ok(()) => timeline = Some(out.display().to_string()),
-            Err(message) => errors.push(Text::new(
+            Err(WriteNewError::Exists) => errors.push(Text::new(
+                format!(
+                    "时间轴图 {} 已存在，请换一个文件名（不会覆盖任何文件）",
+                    out.display()
+                ),
+                format!(
+                    "the timeline picture {} already exists; choose another name (nothing is overwritten)",
+                    out.display()
+                ),
+            )),
+            Err(WriteNewError::Other(message)) => errors.push(Text::new(
                 format!("无法写入时间轴图 {}：{message}", out.display()),
                 format!(
                     "cannot write the timeline picture {}: {message}",
@@ -648,4 +661,26 @@ fn store_timeline(
         })?;
     info!(key = %stored.key, "timeline picture stored");
     Ok(Some(stored.location))
+}
+
+/// Failure to write a file that must be new.
+enum WriteNewError {
+    Exists,
+    Other(String),
+}
+
+/// Writes `bytes` to a file that must not exist yet, so that a picture
+/// never replaces a recording or any other file given by mistake.
+fn write_new_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), WriteNewError> {
+    use std::io::Write as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => WriteNewError::Exists,
+            _ => WriteNewError::Other(e.to_string()),
+        })?;
+    file.write_all(bytes)
+        .map_err(|e| WriteNewError::Other(e.to_string()))
 }
