@@ -50,11 +50,11 @@ impl Services {
     /// Opens the catalog and the local store under the data directory.
     pub fn open(data_dir: &Path, lang: Lang) -> anyhow::Result<Services> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
-            anyhow::anyhow!(
-                "{} {}: {e}",
-                lang.pick("无法创建数据目录", "cannot create data directory"),
-                data_dir.display()
-            )
+            let text = Text::new(
+                format!("无法创建数据目录 {}：{}", data_dir.display(), crate::i18n::io_error_zh(&e)),
+                format!("cannot create data directory {}: {e}", data_dir.display()),
+            );
+            anyhow::anyhow!(text.get(lang).to_string())
         })?;
         let config = Config::load(data_dir).map_err(|e| anyhow::anyhow!(e.text().get(lang).to_string()))?;
         let catalog = Catalog::open_configured(data_dir, &config.catalog)?;
@@ -414,7 +414,10 @@ pub fn case_record_skipped() -> Text {
 fn not_readable(path: &Path, error: &std::io::Error) -> Input {
     Input::Unreadable {
         path: path.to_path_buf(),
-        reason: Text::new(format!("无法访问：{error}"), format!("cannot access: {error}")),
+        reason: Text::new(
+            format!("无法访问：{}", crate::i18n::io_error_zh(error)),
+            format!("cannot access: {error}"),
+        ),
     }
 }
 

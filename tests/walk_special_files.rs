@@ -59,3 +59,28 @@ fn pipes_in_folder_are_skipped() {
     let ingested: Vec<_> = files.iter().filter(|f| f["status"] == "ingested").collect();
     assert_eq!(ingested.len(), 1, "{report:#}");
 }
+
+#[test]
+fn missing_input_reason_is_in_chinese() {
+    let data = tempfile::tempdir().unwrap();
+    let missing = data.path().join("no-such-upload.mp4");
+    let output = Command::new(env!("CARGO_BIN_EXE_evidence"))
+        .env_remove("EVIDENCE_DATA_DIR")
+        .env("EVIDENCE_ACTOR", "tester")
+        .arg("--data-dir")
+        .arg(data.path().join("data"))
+        .arg("--json")
+        .arg("process")
+        .arg(&missing)
+        .output()
+        .expect("the binary runs");
+    assert_eq!(output.status.code(), Some(3));
+
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let entry = &report["files"][0];
+    assert_eq!(entry["status"], "failed", "{entry:#}");
+    let zh = entry["reason"]["zh"].as_str().unwrap();
+    assert!(zh.starts_with("无法访问：文件或目录不存在"), "{zh}");
+    let en = entry["reason"]["en"].as_str().unwrap();
+    assert!(en.starts_with("cannot access: No such file"), "{en}");
+}
