@@ -1,7 +1,7 @@
-//! Tests that `process` on a folder that contains the data directory leaves the
-//! catalog and the store alone. Before, `process .` beside the default
-//! `./evidence-data` stored them as footage, more on every run. The file
-//! has its own helpers, so it does not depend on others.
+//! Tests that `process` on a folder that contains the data directory
+//! leaves the catalog and the store alone. Before, `process .` beside the
+//! default `./evidence-data` stored them as footage, more on every run.
+//! The file has its own helpers, so it does not depend on others.
 
 use std::path::Path;
 use std::process::Command;
