@@ -184,6 +184,11 @@ pub fn ingest(
             None => {
                 staged.set_digests(&sha256, &sm3);
                 let info = staged.commit(tier, &existing.key, &sha256)?;
+                // A permitted deletion removed the manifest too; a copy
+                // deleted behind the product's back may have left it.
+                let manifest =
+                    original_manifest(services, path, &metadata, tier, &existing.key, (&sha256, &sm3, bytes), now);
+                store_manifest_once(services, &manifest)?;
                 tracing::warn!(%sha256, tier = tier.as_str(), key = %existing.key, "stored original was missing; stored again from this upload");
                 (info.location, true)
             }
@@ -209,23 +214,7 @@ pub fn ingest(
     tracing::info!(%sha256, tier = tier.as_str(), key = %key, "stored and verified");
 
     let file_name = file_name_of(path);
-    let manifest = Manifest {
-        artefact: "original".into(),
-        tier,
-        key: key.clone(),
-        sha256: sha256.clone(),
-        sm3: sm3.clone(),
-        bytes,
-        source: Source {
-            path: path.display().to_string(),
-            file_name: file_name.clone(),
-            modified: metadata.modified().ok().map(DateTime::<Utc>::from),
-            recordings: Vec::new(),
-        },
-        tools: ToolVersions::current(),
-        created_at: now,
-        actor: services.actor.clone(),
-    };
+    let manifest = original_manifest(services, path, &metadata, tier, &key, (&sha256, &sm3, bytes), now);
     store_manifest_once(services, &manifest)?;
 
     services.catalog.insert_recording(&RecordingRow {
@@ -280,6 +269,37 @@ fn lock_ingest(data_dir: &Path) -> Result<File, IngestError> {
         .map_err(lock_error)?;
     file.lock().map_err(lock_error)?;
     Ok(file)
+}
+
+/// Builds the custody record of an original stored from the upload at
+/// `path`; `digests` are its SHA-256, SM3 and size.
+fn original_manifest(
+    services: &Services,
+    path: &Path,
+    metadata: &std::fs::Metadata,
+    tier: Tier,
+    key: &str,
+    digests: (&str, &str, u64),
+    now: DateTime<Utc>,
+) -> Manifest {
+    let (sha256, sm3, bytes) = digests;
+    Manifest {
+        artefact: "original".into(),
+        tier,
+        key: key.to_string(),
+        sha256: sha256.to_string(),
+        sm3: sm3.to_string(),
+        bytes,
+        source: Source {
+            path: path.display().to_string(),
+            file_name: file_name_of(path),
+            modified: metadata.modified().ok().map(DateTime::<Utc>::from),
+            recordings: Vec::new(),
+        },
+        tools: ToolVersions::current(),
+        created_at: now,
+        actor: services.actor.clone(),
+    }
 }
 
 fn store_manifest_once(services: &Services, manifest: &Manifest) -> Result<(), IngestError> {
