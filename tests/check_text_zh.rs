@@ -1,32 +1,19 @@
 //! Tests that the Chinese text of `check` names start sources and unit gap
-//! kinds in Chinese, not as the English codes of the JSON. The file has
-//! its own helpers, so it does not depend on others.
+//! kinds in Chinese, not as the English codes of the JSON.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
+
+use common::*;
 
 fn check_text(lang: &str) -> String {
     let data = tempfile::tempdir().unwrap();
-    let session = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cases/session");
-    let output = Command::new(env!("CARGO_BIN_EXE_evidence"))
-        .env_remove("EVIDENCE_DATA_DIR")
-        .env("EVIDENCE_ACTOR", "tester")
-        .arg("--data-dir")
-        .arg(data.path())
-        .arg("--lang")
-        .arg(lang)
-        .arg("check")
-        .arg(&session)
-        .arg("--case")
-        .arg(session.join("case.json"))
-        .output()
-        .expect("the binary runs");
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let session = fixture("cases/session");
+    let case = session.join("case.json");
+    let output = run(
+        data.path(),
+        &["--lang", lang, "check", session.to_str().unwrap(), "--case", case.to_str().unwrap()],
     );
+    assert_success(&output);
     String::from_utf8(output.stdout).unwrap()
 }
 

@@ -1,31 +1,19 @@
 //! Tests that `check --timeline` never replaces an existing file. Given a
 //! recording's own name by mistake, it used to overwrite the footage with
-//! the picture. The file has its own helpers, so it does not depend on
-//! others.
+//! the picture.
+
+mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use sha2::{Digest, Sha256};
+use common::*;
 
 fn check(data_dir: &Path, input: &Path, picture: &Path, lang: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_evidence"))
-        .env_remove("EVIDENCE_DATA_DIR")
-        .env("EVIDENCE_ACTOR", "tester")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--lang")
-        .arg(lang)
-        .arg("check")
-        .arg(input)
-        .arg("--timeline")
-        .arg(picture)
-        .output()
-        .expect("the binary runs")
-}
-
-fn sha256_of(path: &Path) -> String {
-    hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
+    run(
+        data_dir,
+        &["--lang", lang, "check", input.to_str().unwrap(), "--timeline", picture.to_str().unwrap()],
+    )
 }
 
 #[test]
@@ -33,8 +21,8 @@ fn timeline_onto_recording_is_refused() {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
     let recording = work.path().join("base-10s.mp4");
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cases/base-10s.mp4");
-    std::fs::copy(&fixture, &recording).unwrap();
+    let source = fixture("cases/base-10s.mp4");
+    std::fs::copy(&source, &recording).unwrap();
     let before = sha256_of(&recording);
 
     let english = check(&data, &recording, &recording, "en");
@@ -53,16 +41,11 @@ fn timeline_onto_recording_is_refused() {
 #[test]
 fn timeline_to_new_name_is_written() {
     let work = tempfile::tempdir().unwrap();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cases/base-10s.mp4");
+    let source = fixture("cases/base-10s.mp4");
     let picture = work.path().join("timeline.png");
 
-    let output = check(&work.path().join("data"), &fixture, &picture, "en");
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = check(&work.path().join("data"), &source, &picture, "en");
+    assert_success(&output);
     let bytes = std::fs::read(&picture).unwrap();
     assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG is written");
 }

@@ -1,32 +1,17 @@
 //! Tests that `process` on a folder that contains the data directory
 //! leaves the catalog and the store alone. Before, `process .` beside the
 //! default `./evidence-data` stored them as footage, more on every run.
-//! The file has its own helpers, so it does not depend on others.
+
+mod common;
 
 use std::path::Path;
-use std::process::Command;
 
+use common::*;
 use serde_json::Value;
 
 fn process_json(data_dir: &Path, input: &Path) -> (i32, Value) {
-    let output = Command::new(env!("CARGO_BIN_EXE_evidence"))
-        .env_remove("EVIDENCE_DATA_DIR")
-        .env("EVIDENCE_ACTOR", "tester")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--json")
-        .arg("process")
-        .arg(input)
-        .output()
-        .expect("the binary runs");
-    let text = String::from_utf8_lossy(&output.stdout);
-    let json = serde_json::from_str(&text).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}):\n{text}\nstderr:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    (output.status.code().unwrap_or(-1), json)
+    let (output, report) = run_json(data_dir, &["process", input.to_str().unwrap()]);
+    (output.status.code().unwrap_or(-1), report)
 }
 
 fn count_originals(dir: &Path) -> usize {
@@ -45,7 +30,7 @@ fn count_originals(dir: &Path) -> usize {
 #[test]
 fn data_dir_inside_input_is_skipped() {
     let uploads = tempfile::tempdir().unwrap();
-    let footage = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cases/base-10s.mp4");
+    let footage = fixture("cases/base-10s.mp4");
     std::fs::copy(&footage, uploads.path().join("base-10s.mp4")).unwrap();
     let data = uploads.path().join("evidence-data");
 

@@ -1,28 +1,29 @@
 //! Tests that `redact` rejects a mask or audio range that starts after the
 //! recording ends. Such an item would hide nothing while the output still
-//! looks redacted. The file has its own helpers, so it does not depend on
-//! others.
+//! looks redacted.
+
+mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
+
+use common::*;
 
 fn redact(data_dir: &Path, spec: &Path, output: &Path, lang: &str) -> Output {
-    let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cases/base-10s.mp4");
-    Command::new(env!("CARGO_BIN_EXE_evidence"))
-        .env_remove("EVIDENCE_DATA_DIR")
-        .env("EVIDENCE_ACTOR", "tester")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--lang")
-        .arg(lang)
-        .arg("redact")
-        .arg(input)
-        .arg("--spec")
-        .arg(spec)
-        .arg("--out")
-        .arg(output)
-        .output()
-        .expect("the binary runs")
+    let input = fixture("cases/base-10s.mp4");
+    run(
+        data_dir,
+        &[
+            "--lang",
+            lang,
+            "redact",
+            input.to_str().unwrap(),
+            "--spec",
+            spec.to_str().unwrap(),
+            "--out",
+            output.to_str().unwrap(),
+        ],
+    )
 }
 
 #[test]

@@ -1,36 +1,17 @@
 //! Tests whole-track re-encoding of clips. Chapters whose video cannot be
 //! spliced are re-encoded in full, and the clip must still be written and
-//! decode. The file has its own helpers, so it does not depend on others.
+//! decode.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
+use std::path::Path;
+
+use common::*;
 use serde_json::Value;
 
-fn fixture(relative: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(relative)
-}
-
-fn run_json(data_dir: &Path, args: &[&str]) -> (i32, Value) {
-    let output = Command::new(env!("CARGO_BIN_EXE_evidence"))
-        .env_remove("EVIDENCE_DATA_DIR")
-        .env("EVIDENCE_ACTOR", "tester")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--json")
-        .args(args)
-        .output()
-        .expect("the binary runs");
-    let text = String::from_utf8_lossy(&output.stdout);
-    let json = serde_json::from_str(&text).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}):\n{text}\nstderr:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    (output.status.code().unwrap_or(-1), json)
+fn run_json_code(data_dir: &Path, args: &[&str]) -> (i32, Value) {
+    let (output, report) = common::run_json(data_dir, args);
+    (output.status.code().unwrap_or(-1), report)
 }
 
 #[test]
@@ -38,7 +19,7 @@ fn whole_reencode_session_clips_decode() {
     let data = tempfile::tempdir().unwrap();
     let case = fixture("cases/session/case.json");
     let session = fixture("cases/session");
-    let (code, report) = run_json(
+    let (code, report) = run_json_code(
         data.path(),
         &[
             "split",
@@ -63,7 +44,7 @@ fn whole_reencode_session_clips_decode() {
         assert_eq!(clip["method"], "reencode_whole", "{unit}");
         let path = clip["path"].as_str().unwrap();
 
-        let (code, check) = run_json(data.path(), &["check", "--decode", path]);
+        let (code, check) = run_json_code(data.path(), &["check", "--decode", path]);
         assert_eq!(code, 0, "{unit}: {check:#}");
         let file = &check["files"][0];
         let video = file["tracks"]

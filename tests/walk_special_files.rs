@@ -1,39 +1,25 @@
 //! Tests that a folder walk names every entry it does not process. A pipe
 //! or a link to one inside a given folder is reported as skipped instead of
-//! vanishing from the report. The file has its own helpers, so it does not
-//! depend on others.
+//! vanishing from the report.
+
+mod common;
 
 use std::path::Path;
 use std::process::Command;
 
+use common::*;
 use serde_json::Value;
 
 fn process_json(data_dir: &Path, input: &Path) -> (i32, Value) {
-    let output = Command::new(env!("CARGO_BIN_EXE_evidence"))
-        .env_remove("EVIDENCE_DATA_DIR")
-        .env("EVIDENCE_ACTOR", "tester")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--json")
-        .arg("process")
-        .arg(input)
-        .output()
-        .expect("the binary runs");
-    let text = String::from_utf8_lossy(&output.stdout);
-    let json = serde_json::from_str(&text).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}):\n{text}\nstderr:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    (output.status.code().unwrap_or(-1), json)
+    let (output, report) = run_json(data_dir, &["process", input.to_str().unwrap()]);
+    (output.status.code().unwrap_or(-1), report)
 }
 
 #[test]
 fn pipes_in_folder_are_skipped() {
     let data = tempfile::tempdir().unwrap();
     let uploads = tempfile::tempdir().unwrap();
-    let footage = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cases/base-10s.mp4");
+    let footage = fixture("cases/base-10s.mp4");
     std::fs::copy(&footage, uploads.path().join("base-10s.mp4")).unwrap();
     let status = Command::new("mkfifo")
         .arg(uploads.path().join("pipe.mp4"))
@@ -64,19 +50,9 @@ fn pipes_in_folder_are_skipped() {
 fn missing_input_reason_is_in_chinese() {
     let data = tempfile::tempdir().unwrap();
     let missing = data.path().join("no-such-upload.mp4");
-    let output = Command::new(env!("CARGO_BIN_EXE_evidence"))
-        .env_remove("EVIDENCE_DATA_DIR")
-        .env("EVIDENCE_ACTOR", "tester")
-        .arg("--data-dir")
-        .arg(data.path().join("data"))
-        .arg("--json")
-        .arg("process")
-        .arg(&missing)
-        .output()
-        .expect("the binary runs");
+    let (output, report) = run_json(&data.path().join("data"), &["process", missing.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(3));
 
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     let entry = &report["files"][0];
     assert_eq!(entry["status"], "failed", "{entry:#}");
     let zh = entry["reason"]["zh"].as_str().unwrap();
