@@ -49,7 +49,7 @@ fn failed_objects(report: &Value) -> Vec<Value> {
 }
 
 #[test]
-fn evidence_is_copied_to_the_local_backup_and_verify_checks_both_copies() {
+fn local_backup_copied_and_verified() {
     let (data, backup, key) = backed_up();
     let copy = backup_copy(backup.path(), &key);
     assert_eq!(sha256_of(&copy), sha256_of(&fixture(SAMPLE)));
@@ -136,7 +136,7 @@ fn backup_directory_inside_the_store_is_refused() {
 }
 
 #[test]
-fn backup_directory_holding_the_store_is_refused_before_its_folders_are_made() {
+fn backup_dir_holding_store_makes_nothing() {
     let data = tempfile::tempdir().unwrap();
     std::fs::write(
         data.path().join("config.toml"),

@@ -242,7 +242,7 @@ fn process_logged(data_dir: &Path, file: &Path) -> (Value, String) {
 }
 
 #[test]
-fn multipart_upload_to_garage_is_proved_by_part_checksums_without_reading_back() {
+fn garage_multipart_verified_by_part_checksums() {
     let Some(OnGarage { _serial, server, dir, data }) = on_garage() else { return };
     let name = bucket("checksums");
     write_config(
@@ -547,7 +547,7 @@ fn evidence_is_locked_in_compliance_mode_and_deletion_is_refused() {
 }
 
 #[test]
-fn promotion_copies_into_longterm_under_legal_hold_and_keeps_the_original() {
+fn promotion_copies_under_legal_hold() {
     let Some(server) = moto() else { return };
     let dir = tempfile::tempdir().unwrap();
     let (data, name) = moto_setup(dir.path(), &server, "");
@@ -641,7 +641,7 @@ fn commit_after_the_source_changed(
 }
 
 #[test]
-fn upload_source_changed_after_hashing_is_refused_in_parts_on_a_server_that_checks_none() {
+fn changed_source_refused_without_server_checks() {
     let Some(server) = moto() else { return };
     // moto 5 neither checks nor echoes part checksums: only the product's
     // own check of each part against its digest stands in the way.
@@ -697,7 +697,7 @@ fn assert_old_part_kept(catalog: &evidence::catalog::Catalog) {
 }
 
 #[test]
-fn sqlite_catalog_with_the_old_part_checksum_column_is_renamed_keeping_its_rows() {
+fn sqlite_part_column_renamed_keeping_rows() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("catalog.sqlite");
     rusqlite::Connection::open(&path).unwrap().execute_batch(OLD_MULTIPART_TABLES).unwrap();
@@ -719,7 +719,7 @@ fn sqlite_catalog_with_the_old_part_checksum_column_is_renamed_keeping_its_rows(
 }
 
 #[test]
-fn postgres_catalog_with_the_old_part_checksum_column_is_renamed_keeping_its_rows() {
+fn postgres_part_column_renamed_keeping_rows() {
     let Ok(admin_url) = std::env::var("EVIDENCE_TEST_POSTGRES_URL") else {
         eprintln!("\n!!! SKIPPED: EVIDENCE_TEST_POSTGRES_URL not set; run scripts/test.sh (it starts PostgreSQL) !!!\n");
         return;
@@ -760,7 +760,7 @@ fn postgres_catalog_with_the_old_part_checksum_column_is_renamed_keeping_its_row
 }
 
 #[test]
-fn storage_delete_is_refused_for_a_locked_object_and_under_legal_hold() {
+fn delete_refused_for_locked_object() {
     let Some(server) = moto() else { return };
     let dir = tempfile::tempdir().unwrap();
     let (data, name) = moto_setup(
@@ -796,7 +796,7 @@ fn storage_delete_is_refused_for_a_locked_object_and_under_legal_hold() {
 }
 
 #[test]
-fn upload_source_changed_in_a_late_part_is_refused_by_a_server_that_checks_parts() {
+fn changed_late_part_refused_by_server() {
     let _serial = GARAGE.lock().unwrap_or_else(|e| e.into_inner());
     let Some(server) = garage() else { return };
     // Parts 1 and 2 go first and are echoed by Garage, so part 3 is no

@@ -264,7 +264,7 @@ fn assert_packets_copied(clip: &[Vec<u8>], sources: &[Vec<u8>], max_runs: usize)
 }
 
 #[test]
-fn session_units_get_one_clip_each_cut_at_four_seconds_of_chapter_two() {
+fn session_units_cut_at_four_seconds() {
     let data = tempfile::tempdir().unwrap();
     let mut args: Vec<String> = vec!["process".into()];
     args.extend(SESSION.iter().map(|p| fixture(p).display().to_string()));

@@ -57,7 +57,7 @@ fn delete_events(data: &Path) -> Vec<(String, String)> {
 }
 
 #[test]
-fn deletion_before_retention_ends_is_refused_in_both_languages_and_keeps_the_original() {
+fn early_deletion_refused_in_both_languages() {
     let (data, sha256) = setup("[roles]\ntester = [\"operator\", \"approver\"]\n");
     let stored = stored_path(data.path(), &sha256);
     assert!(stored.exists(), "{}", stored.display());
@@ -110,7 +110,7 @@ fn unknown_recording_is_named_in_both_languages() {
 }
 
 #[test]
-fn deletion_after_retention_removes_object_manifest_and_backup_and_logs_each() {
+fn deletion_after_retention_removes_all_copies() {
     let backup = tempfile::tempdir().unwrap();
     let (data, sha256) = setup(&format!(
         "ingest_tier = \"evidence\"\n[roles]\ntester = [\"operator\", \"approver\", \"auditor\"]\n[store]\nevidence_retention = 0\n[store.local]\nbackup_dir = \"{}\"\n",
