@@ -169,6 +169,15 @@ fn deletion_after_retention_removes_all_copies() {
         Some(0),
         "{report}"
     );
+
+    // The same file uploaded again is stored again, with its manifest.
+    let again = run_json_ok(data.path(), &["process", fixture(SAMPLE).to_str().unwrap()]);
+    assert_eq!(again["files"][0]["status"], "ingested", "{again:#}");
+    assert_eq!(sha256_of(&stored), sha256);
+    assert!(Path::new(&format!("{}.manifest.json", stored.display())).exists());
+    assert_eq!(sha256_of(&backed_up), sha256, "the backup copy is written again");
+    let fixity = run_json_ok(data.path(), &["verify", "--tier", "evidence"]);
+    assert_eq!(fixity["failed"], 0, "{fixity}");
 }
 
 #[test]

@@ -10,8 +10,10 @@
 //! is named by tier and key, or by the SHA-256 of a recording in the
 //! catalog.
 //!
-//! NOTE: the recording's catalog row stays (its custody history), so the
-//! same file uploaded again is taken as already ingested and not stored.
+//! The recording's catalog row stays (its custody history). The same file
+//! uploaded again is stored again under its old key, with a new manifest,
+//! because ingest restores an original the store lacks. The backup copy
+//! is written again with it where the tier has a backup.
 
 use serde::Serialize;
 use thiserror::Error;
