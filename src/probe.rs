@@ -26,6 +26,12 @@ const EARLIEST_PLAUSIBLE: i64 = 946_684_800; // 2000-01-01T00:00:00Z
 /// allows for a camera clock running a little fast.
 const FUTURE_MARGIN_HOURS: i64 = 24;
 
+/// Largest gap between the container clock and the time in the file name
+/// that is not flagged. A camera that writes local time where UTC belongs
+/// is off by up to 14 hours, which the name's own time zone setting
+/// explains; a day or more means a clock was set wrong.
+const MAX_NAME_CLOCK_DISAGREEMENT_HOURS: i64 = 24;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StartSource {
@@ -268,6 +274,32 @@ fn problem_finding(problem: &IndexProblem) -> Finding {
     }
 }
 
+/// Flags a container clock that disagrees with the time in the file name
+/// by more than [`MAX_NAME_CLOCK_DISAGREEMENT_HOURS`]: one of the two
+/// clocks is wrong, and the container's time is kept as the start.
+fn flag_clock_disagreement(container: DateTime<Utc>, named: DateTime<Utc>, findings: &mut Vec<Finding>) {
+    let hours = (container - named).num_hours().abs();
+    if hours <= MAX_NAME_CLOCK_DISAGREEMENT_HOURS {
+        return;
+    }
+    let (container_text, named_text) = (container.to_rfc3339(), named.to_rfc3339());
+    let days = hours / 24;
+    findings.push(
+        Finding::new(
+            "unreliable_clock",
+            Text::new(
+                format!(
+                    "容器创建时间 {container_text} 与文件名中的时间 {named_text} 相差约 {days} 天，其中至少一个时钟有误；录制开始时间仍取容器创建时间，请核实"
+                ),
+                format!(
+                    "container creation time {container_text} and the time in the file name {named_text} are about {days} days apart, so at least one clock is wrong; the start is still taken from the container, check it"
+                ),
+            ),
+        )
+        .with_detail(serde_json::json!({ "creation_time": container_text, "name_time": named_text })),
+    );
+}
+
 /// Picks the start from the container clock, the file name or the upload
 /// time, flagging a container clock that cannot be right.
 fn choose_start(
@@ -281,6 +313,9 @@ fn choose_start(
         let clock = Utc.timestamp_opt(seconds, 0).single();
         match clock {
             Some(time) if seconds >= EARLIEST_PLAUSIBLE && time <= latest => {
+                if let Some(named) = name.and_then(|n| n.start) {
+                    flag_clock_disagreement(time, named, findings);
+                }
                 return (time, StartSource::Container);
             }
             _ => {

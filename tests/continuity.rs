@@ -738,3 +738,15 @@ fn camera_recording_at_other_times_is_not_measured_on_units() {
         .collect();
     assert_eq!(devices, vec!["HB0631", "HB0631"], "one row per unit, only the camera that was there");
 }
+
+#[test]
+fn clock_far_from_file_name_is_flagged() {
+    let file = check_one("samples/dashcam-fuzz/PA20191130-121556-000135.MP4");
+    assert_eq!(file["start_source"], "container");
+    let flagged = findings_of(&file, "unreliable_clock");
+    assert_eq!(flagged.len(), 1, "{}", file["findings"]);
+    assert_eq!(flagged[0]["detail"]["creation_time"], "2014-11-14T07:34:24+00:00");
+    assert_eq!(flagged[0]["detail"]["name_time"], "2019-11-30T04:15:56+00:00");
+    let zh = flagged[0]["message"]["zh"].as_str().unwrap();
+    assert!(zh.contains("相差约 1841 天"), "{zh}");
+}
