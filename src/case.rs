@@ -65,7 +65,7 @@ fn json_error_text(error: &serde_json::Error) -> Text {
     Text::new(zh, error.to_string())
 }
 
-/// Whether a field path from the JSON parser names the whole document.
+/// Returns whether a field path from the JSON parser names the whole document.
 fn is_whole_document(field: &str) -> bool {
     matches!(field, "" | "." | "?")
 }

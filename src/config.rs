@@ -33,8 +33,8 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    /// The error in both languages. The TOML parser's own message, which
-    /// names the line and the field, is quoted as it is.
+    /// Returns the error in both languages. The TOML parser's own message
+    /// names the line and the field, so it is quoted as it is.
     pub fn text(&self) -> Text {
         let zh = match self {
             ConfigError::Read { path, source } => format!(

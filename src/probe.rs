@@ -28,8 +28,7 @@ const FUTURE_MARGIN_HOURS: i64 = 24;
 
 /// Largest gap between the container clock and the time in the file name
 /// that is not flagged. A camera that writes local time where UTC belongs
-/// is off by up to 14 hours, which the name's own time zone setting
-/// explains; a day or more means a clock was set wrong.
+/// is off by at most 14 hours, so a day or more means a clock was set wrong.
 const MAX_NAME_CLOCK_DISAGREEMENT_HOURS: i64 = 24;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -275,7 +274,7 @@ fn problem_finding(problem: &IndexProblem) -> Finding {
 }
 
 /// Flags a container clock that disagrees with the time in the file name
-/// by more than [`MAX_NAME_CLOCK_DISAGREEMENT_HOURS`]: one of the two
+/// by more than [`MAX_NAME_CLOCK_DISAGREEMENT_HOURS`]. One of the two
 /// clocks is wrong, and the container's time is kept as the start.
 fn flag_clock_disagreement(container: DateTime<Utc>, named: DateTime<Utc>, findings: &mut Vec<Finding>) {
     let hours = (container - named).num_hours().abs();

@@ -121,7 +121,7 @@ pub fn check(config: &Config, command: &'static str, needed: &[Role]) -> Result<
         }
         return Ok(Grant::Configured);
     }
-    tracing::info!(%actor, command, "refused: role missing");
+    tracing::info!(%actor, command, "command rejected: role missing");
     Err(RoleError {
         actor,
         command,

@@ -386,8 +386,9 @@ pub fn collect_inputs_outside(paths: &[PathBuf], data_dir: Option<&Path>) -> Vec
     inputs
 }
 
-/// Whether a file among the footage is a case record (a JSON object with a
-/// `case_id`): case records are read with `--case`, not stored as footage.
+/// Returns whether a file among the footage is a case record, that is a
+/// JSON object with a `case_id`. Case records are read with `--case`, so
+/// they are not stored as footage.
 pub fn is_case_record(path: &Path) -> bool {
     /// Case records are small; a larger `.json` file is not read whole.
     const MAX_CASE_RECORD_BYTES: u64 = 4 << 20;
@@ -403,7 +404,7 @@ pub fn is_case_record(path: &Path) -> bool {
         .is_some_and(|value| value.get("case_id").is_some_and(|id| id.is_string()))
 }
 
-/// Why a case record found among the footage was not stored.
+/// Returns the reason a case record found among the footage was skipped.
 pub fn case_record_skipped() -> Text {
     Text::new(
         "这是案件记录，不是录像；请用 --case 指定",

@@ -713,7 +713,8 @@ fn sqlite_part_column_renamed_keeping_rows() {
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    assert!(columns.contains(&"part_sha256".to_string()) && !columns.contains(&"crc32c".to_string()), "{columns:?}");
+    assert!(columns.contains(&"part_sha256".to_string()), "{columns:?}");
+    assert!(!columns.contains(&"crc32c".to_string()), "{columns:?}");
     // Opening again finds nothing left to rename.
     assert_old_part_kept(&evidence::catalog::Catalog::open(&path).unwrap());
 }
@@ -775,7 +776,8 @@ fn delete_refused_for_locked_object() {
     let refused = run(&data, &["--lang", "zh", "storage", "delete", "--sha256", &sha]);
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(stderr.contains("不能删除") && stderr.contains("保存期限至"), "{stderr}");
+    assert!(stderr.contains("不能删除"), "{stderr}");
+    assert!(stderr.contains("保存期限至"), "{stderr}");
 
     // The long-term copy is permanent and under legal hold on a server with lock.
     let (output, _) = run_json(&data, &["promote", &sha, "--trigger", "media_presence"]);

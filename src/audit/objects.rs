@@ -58,7 +58,7 @@ pub struct ObjectsReport {
     pub changed: Vec<ObjectProblem>,
 }
 
-/// Why the objects could not be checked at all.
+/// Failure that stopped the object check as a whole.
 #[derive(Debug, thiserror::Error)]
 pub enum ObjectsError {
     #[error("object {tier}/{key} could not be looked up: {source}")]

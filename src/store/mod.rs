@@ -107,15 +107,15 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// A catalog failure met while the store lists or records objects.
+    /// Wraps a catalog failure met while the store lists or records objects.
     pub fn catalog(error: impl std::fmt::Display) -> StoreError {
         StoreError::Setting {
             message: Text::new(format!("目录数据库出错：{error}"), format!("catalog failed: {error}")),
         }
     }
 
-    /// The error in both languages. Messages that come from a server or a
-    /// setting are quoted as they are.
+    /// Returns the error in both languages. A message that comes from a
+    /// server is quoted as it is.
     pub fn text(&self) -> Text {
         let zh = match self {
             StoreError::Io { path, source } => {
